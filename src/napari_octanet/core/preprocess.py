@@ -1,0 +1,91 @@
+"""Checking and scaling user images, and padding them to what the network accepts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .network.config import MIN_SIZE, SIZE_MULTIPLE
+
+
+class InputError(ValueError):
+    """An image the network cannot take, with a message naming the problem and the fix."""
+
+
+def as_image_stack(image: np.ndarray, *, rgb: bool | None = None) -> tuple[np.ndarray, bool]:
+    """Return (stack of shape (N, H, W), was_2d) for a grey 2D image or a stack of them.
+
+    A trailing axis of 3 or 4 is read as RGB(A) colour and turned to grey (luminance) when
+    ``rgb`` is True, or when it is None and the array is (H, W, 3|4). Anything else that is not
+    2D or 3D is refused with a message that names the shape.
+    """
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"image has dtype {array.dtype}; expected integer or floating-point pixels")
+    looks_rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) >= MIN_SIZE
+    if rgb or (rgb is None and looks_rgb):
+        if array.shape[-1] not in (3, 4):
+            raise InputError(f"image of shape {array.shape} was marked RGB but its last axis is not 3 or 4 channels")
+        array = rgb_to_grey(array)
+    was_2d = array.ndim == 2
+    if was_2d:
+        array = array[np.newaxis]
+    elif array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3:
+        raise InputError(
+            f"image has shape {np.shape(image)}; expected a 2D grey image (H, W), an RGB image "
+            "(H, W, 3) or a stack of grey images (N, H, W)"
+        )
+    height, width = array.shape[-2:]
+    if min(height, width) < MIN_SIZE:
+        raise InputError(
+            f"image of shape {np.shape(image)} is too small: each side needs at least {MIN_SIZE} pixels "
+            "(a stack's last two axes are its height and width)"
+        )
+    if array.shape[0] == 0:
+        raise InputError("the image stack is empty")
+    return array, was_2d
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luminance of an (..., 3|4) array, keeping the input's value range."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+    grey = rgb[..., :3].astype(np.float64) @ weights
+    return grey.astype(np.float32)
+
+
+def normalise(stack: np.ndarray) -> np.ndarray:
+    """Scale to float32 in [0, 1]: integers by their dtype's range, floats by their own min and max.
+
+    NaN or infinite pixels are refused: they would silently poison every output pixel.
+    """
+    if np.issubdtype(stack.dtype, np.integer):
+        info = np.iinfo(stack.dtype)
+        return ((stack.astype(np.float32) - info.min) / float(info.max - info.min)).astype(np.float32)
+    values = stack.astype(np.float32, copy=False)
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(values.size - finite.sum())
+        raise InputError(
+            f"image contains {bad} NaN or infinite pixel(s); replace them (e.g. numpy.nan_to_num) before segmenting"
+        )
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros_like(values, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def padded_size(size: int) -> int:
+    return -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE
+
+
+def pad_to_multiple(batch: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reflect-pad (N, H, W) at the bottom and right to multiples of 32; return it and (H, W)."""
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = padded_size(height) - height, padded_size(width) - width
+    if pad_h == 0 and pad_w == 0:
+        return batch, (height, width)
+    mode = "reflect" if pad_h < height and pad_w < width else "symmetric"
+    return np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode), (height, width)

@@ -1,0 +1,109 @@
+"""One registry of the models a user can pick: the bundled default, and checkpoints they trained.
+
+The segmentation widget lists it; the training dock and ``octanet train`` add to it. A model
+spec is a registered name ('default', 'lite', or a trained model's name) or a checkpoint path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .checkpoint import CheckpointError, read_info
+
+DEFAULT_NAME = "default"
+BUNDLED_FILE = "octanet-lite-default.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    description: str = ""
+
+
+class ModelNotFoundError(LookupError):
+    """A model spec that is neither a registered name nor an existing checkpoint file."""
+
+
+def bundled_checkpoint() -> Path | None:
+    """The default weights shipped inside the package, or None in a build without them."""
+    path = Path(str(resources.files("napari_octanet").joinpath("weights", BUNDLED_FILE)))
+    return path if path.is_file() else None
+
+
+class ModelRegistry:
+    """Named checkpoints, with callbacks so that open widgets see models as they are added."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self._listeners: list[Callable[[ModelEntry], None]] = []
+        self._lock = threading.Lock()
+        bundled = bundled_checkpoint()
+        if bundled is not None:
+            entry = ModelEntry(DEFAULT_NAME, bundled, "bundled lite model trained on OCTA-500 and ROSSA")
+            self._entries[DEFAULT_NAME] = entry
+            self._entries["lite"] = ModelEntry("lite", bundled, entry.description)
+
+    def entries(self) -> list[ModelEntry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def register(self, path: str | Path, name: str | None = None, description: str = "") -> ModelEntry:
+        """Add (or replace) a checkpoint under a name; the file must be a valid checkpoint."""
+        path = Path(path).resolve()
+        info = read_info(path)
+        entry = ModelEntry(name or path.stem, path, description or f"{info.network.name} checkpoint {path.name}")
+        with self._lock:
+            self._entries[entry.name] = entry
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(entry)
+        return entry
+
+    def subscribe(self, listener: Callable[[ModelEntry], None]) -> Callable[[], None]:
+        """Call ``listener`` for every model registered from now on; returns an unsubscribe function."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def resolve(self, spec: str | Path | None = None) -> Path:
+        """Turn a name or a path (None means the default) into a checkpoint path."""
+        spec = DEFAULT_NAME if spec is None or str(spec).strip() == "" else spec
+        with self._lock:
+            entry = self._entries.get(str(spec))
+        if entry is not None:
+            return entry.path
+        path = Path(spec).expanduser()
+        if path.is_file():
+            return path
+        if str(spec) in (DEFAULT_NAME, "lite"):
+            raise ModelNotFoundError(
+                "no bundled weights are installed with this copy of napari-octanet; "
+                "pass a checkpoint file (--model PATH) or train one with 'octanet train'"
+            )
+        if str(spec) == "paper":
+            raise ModelNotFoundError(
+                "no trained weights for the 'paper' configuration ship with napari-octanet; train them "
+                "with 'octanet train DATA --config paper' and pass the checkpoint path"
+            )
+        known = ", ".join(self.names()) or "none"
+        raise ModelNotFoundError(f"model {str(spec)!r} is neither a registered model ({known}) nor a checkpoint file")
+
+
+#: The process-wide registry shared by the CLI and the napari widgets.
+registry = ModelRegistry()
+
+__all__ = ["CheckpointError", "ModelEntry", "ModelNotFoundError", "ModelRegistry", "bundled_checkpoint", "registry"]
