@@ -1,0 +1,1 @@
+"""napari adapters (reader, sample data, widgets) over :mod:`napari_octanet.core`."""
