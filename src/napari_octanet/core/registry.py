@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-
-from .checkpoint import CheckpointError, read_info
+from typing import Any
 
 DEFAULT_NAME = "default"
 BUNDLED_FILE = "octanet-lite-default.safetensors"
@@ -57,6 +56,8 @@ class ModelRegistry:
 
     def register(self, path: str | Path, name: str | None = None, description: str = "") -> ModelEntry:
         """Add (or replace) a checkpoint under a name; the file must be a valid checkpoint."""
+        from .checkpoint import read_info  # imports torch: only when a model is added
+
         path = Path(path).resolve()
         info = read_info(path)
         entry = ModelEntry(name or path.stem, path, description or f"{info.network.name} checkpoint {path.name}")
@@ -66,6 +67,11 @@ class ModelRegistry:
         for listener in listeners:
             listener(entry)
         return entry
+
+    def unregister(self, name: str) -> None:
+        """Forget a registered name (a no-op for unknown names); the checkpoint file is left alone."""
+        with self._lock:
+            self._entries.pop(name, None)
 
     def subscribe(self, listener: Callable[[ModelEntry], None]) -> Callable[[], None]:
         """Call ``listener`` for every model registered from now on; returns an unsubscribe function."""
@@ -101,6 +107,15 @@ class ModelRegistry:
             )
         known = ", ".join(self.names()) or "none"
         raise ModelNotFoundError(f"model {str(spec)!r} is neither a registered model ({known}) nor a checkpoint file")
+
+
+def __getattr__(name: str) -> Any:
+    """Re-export CheckpointError without importing torch when only listing models (GUI start-up)."""
+    if name == "CheckpointError":
+        from .checkpoint import CheckpointError
+
+        return CheckpointError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: The process-wide registry shared by the CLI and the napari widgets.
