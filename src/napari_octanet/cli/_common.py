@@ -1,0 +1,35 @@
+"""Options and helpers shared by several ``octanet`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from ..core.devices import DEVICE_CHOICES
+
+if TYPE_CHECKING:
+    from ..core.checkpoint import LoadedModel
+    from ..core.devices import DeviceChoice
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="'default' (the bundled lite model), a registered name, or a checkpoint file (.safetensors)",
+    )
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or e.g. cuda:1")
+
+
+def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:
+    """Resolve --model through the registry and load it on --device, saying which device runs."""
+    from ..core.checkpoint import load_model
+    from ..core.devices import resolve_device
+    from ..core.registry import registry
+
+    choice = resolve_device(args.device)
+    path = registry.resolve(args.model)
+    model = load_model(path, choice.device)
+    print(f"model: {path} ({model.info.network.name}); device: {choice}", file=sys.stderr)
+    return model, choice

@@ -1,0 +1,83 @@
+"""Training augmentation on (channels, H, W) tensors: channel 0 is the image, the rest targets.
+
+Geometric transforms move image and targets together; intensity transforms touch the image only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flips: bool = True
+    rot90: bool = True
+    max_rotation_degrees: float = 10.0
+    gamma_range: tuple[float, float] = (0.6, 1.7)
+    contrast_range: tuple[float, float] = (0.7, 1.3)
+    noise_std: float = 0.02
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        return cls(False, False, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
+
+
+def random_crop(stack: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random size x size window; smaller images are padded (image reflected, targets zero)."""
+    stack = _pad_to(stack, size)
+    height, width = stack.shape[-2:]
+    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+    return stack[:, top : top + size, left : left + size]
+
+
+def _pad_to(stack: torch.Tensor, size: int) -> torch.Tensor:
+    pad_h, pad_w = max(0, size - stack.shape[-2]), max(0, size - stack.shape[-1])
+    if pad_h == 0 and pad_w == 0:
+        return stack
+    image = F.pad(stack[:1][None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+    targets = F.pad(stack[1:], (0, pad_w, 0, pad_h))
+    return torch.cat([image, targets])
+
+
+def augment(stack: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Apply the configured random transforms to one (C, H, W) sample."""
+
+    def chance() -> bool:
+        return bool(torch.rand((), generator=generator) < 0.5)
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=generator))
+
+    if config.flips and chance():
+        stack = stack.flip(-1)
+    if config.flips and chance():
+        stack = stack.flip(-2)
+    if config.rot90:
+        stack = torch.rot90(stack, int(torch.randint(0, 4, (1,), generator=generator)), dims=(-2, -1))
+    if config.max_rotation_degrees > 0:
+        stack = rotate(stack, uniform(-config.max_rotation_degrees, config.max_rotation_degrees))
+    image = stack[0]
+    gamma = math.exp(uniform(math.log(config.gamma_range[0]), math.log(config.gamma_range[1])))
+    image = image.clamp(0, 1) ** gamma
+    contrast = uniform(*config.contrast_range)
+    image = (image - image.mean()) * contrast + image.mean()
+    if config.noise_std > 0:
+        image = image + config.noise_std * torch.randn(image.shape, generator=generator)
+    return torch.cat([image.clamp(0, 1)[None], stack[1:]])
+
+
+def rotate(stack: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate about the centre (bilinear); targets are re-binarised at 0.5."""
+    if degrees == 0:
+        return stack
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=stack.dtype)[None]
+    grid = F.affine_grid(theta, [1, *stack.shape], align_corners=False)
+    rotated = F.grid_sample(stack[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return torch.cat([rotated[:1], (rotated[1:] > 0.5).to(stack.dtype)])
