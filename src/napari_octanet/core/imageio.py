@@ -1,0 +1,141 @@
+"""Reading single OCTA images and vessel labels from disk as 2D arrays.
+
+TIFF files are read with tifffile, PNG / BMP / JPEG with scikit-image. A leading or trailing
+axis of length one is dropped; colour images become grey (images) or are binarised on any
+colour channel (labels). Every failure is an :class:`ImageReadError` that names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: First bytes of the supported formats, used to spot files that only carry an image suffix.
+_SIGNATURES = (
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+    b"II+\x00",  # BigTIFF, little-endian
+    b"MM\x00+",  # BigTIFF, big-endian
+    b"\x89PNG\r\n\x1a\n",
+    b"BM",
+    b"\xff\xd8\xff",  # JPEG
+)
+#: 8-bit labels are binarised at 128, as in the reference protocol.
+EIGHT_BIT_LABEL_LEVEL = 128
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as one 2D image; the message names the file and the problem."""
+
+
+def looks_like_image(path: str | Path) -> bool:
+    """True when the file has a supported suffix and starts like a TIFF, PNG, BMP or JPEG file.
+
+    Cheap (reads a few bytes), so a dataset of hundreds of files can be screened before reading.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One 2D grey image with its dtype kept; colour images are turned to grey in the same dtype."""
+    path = Path(path)
+    array = _read_2d_or_colour(path)
+    if array.ndim == 2:
+        return array
+    return _colour_to_grey(array)
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A 2D boolean vessel mask.
+
+    8-bit labels are vessel at >= 128 (the reference protocol), except 0/1 labels (maximum 1),
+    which are vessel at > 0; labels of any other dtype are vessel at > 0. For colour labels a
+    pixel is vessel when any colour channel (not alpha) is.
+    """
+    path = Path(path)
+    array = _read_2d_or_colour(path)
+    if array.ndim == 3:
+        array = array[..., :3]
+    if array.dtype == bool:
+        mask = array
+    elif array.dtype == np.uint8 and array.max() > 1:
+        mask = array >= EIGHT_BIT_LABEL_LEVEL
+    else:
+        mask = array > 0
+    return mask.any(axis=-1) if mask.ndim == 3 else mask
+
+
+def _read_2d_or_colour(path: Path) -> np.ndarray:
+    """The file's pixels as (H, W) or (H, W, channels); anything else is an ImageReadError."""
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path}: unsupported file type {suffix!r}; supported: {', '.join(IMAGE_SUFFIXES)}")
+    array = _read_tiff(path) if suffix in TIFF_SUFFIXES else _read_with_skimage(path)
+    return _as_2d_or_colour(array, path)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """Read a TIFF's first series with channels last, whether stored interleaved or planar."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array = series.asarray()
+            axes = series.axes
+    except Exception as error:  # tifffile raises many types for damaged files
+        raise ImageReadError(f"{path}: not a readable TIFF file ({error})") from error
+    if "S" in axes and axes.index("S") != len(axes) - 1:
+        array = np.moveaxis(array, axes.index("S"), -1)
+    return array
+
+
+def _read_with_skimage(path: Path) -> np.ndarray:
+    from skimage import io
+
+    try:
+        return np.asarray(io.imread(path))
+    except Exception as error:  # imageio and Pillow raise many types for damaged files
+        raise ImageReadError(f"{path}: not a readable {path.suffix.lower()} image ({error})") from error
+
+
+def _as_2d_or_colour(array: np.ndarray, path: Path) -> np.ndarray:
+    """Drop axes of length one around the image; keep (H, W) or (H, W, 2|3|4)."""
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (2, 3, 4)):
+        if min(array.shape[:2]) == 0:
+            raise ImageReadError(f"{path}: the image is empty (shape {array.shape})")
+        return array
+    raise ImageReadError(
+        f"{path}: has shape {array.shape}; expected one 2D grey or colour image (H, W) or (H, W, 3|4), "
+        "not a stack or volume; save each slice as its own file"
+    )
+
+
+def _colour_to_grey(array: np.ndarray) -> np.ndarray:
+    """Grey of a colour image in the input's dtype; (H, W, 2) is grey plus alpha."""
+    if array.shape[-1] == 2:
+        return array[..., 0]
+    # Imported here: the preprocess module pulls in torch, which grey images never need.
+    from .preprocess import rgb_to_grey
+
+    grey = rgb_to_grey(array)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return np.clip(np.round(grey), info.min, info.max).astype(array.dtype)
+    return grey.astype(array.dtype)
