@@ -28,6 +28,11 @@ def as_image_stack(image: np.ndarray, *, rgb: bool | None = None) -> tuple[np.nd
         if array.shape[-1] not in (3, 4):
             raise InputError(f"image of shape {array.shape} was marked RGB but its last axis is not 3 or 4 channels")
         array = rgb_to_grey(array)
+    elif rgb is False and array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] >= MIN_SIZE:
+        raise InputError(
+            f"image of shape {array.shape} looks like a colour image (H, W, {array.shape[-1]}) where a grey "
+            "image was expected; convert it to grey or mark it as RGB"
+        )
     was_2d = array.ndim == 2
     if was_2d:
         array = array[np.newaxis]

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_octanet.core.devices import DeviceError, resolve_device
+from napari_octanet.core.inference import Progress, iter_segment, segment
+from napari_octanet.core.network import OctaNet, OctaNetOutput
+from napari_octanet.core.preprocess import InputError, normalise, pad_to_multiple
+
+
+class EchoNet(nn.Module):
+    """Returns its (padded) input as all three maps: any misplaced pad or crop shows in the output."""
+
+    def forward(self, image: torch.Tensor) -> OctaNetOutput:
+        assert image.shape[-1] % 32 == 0 and image.shape[-2] % 32 == 0
+        return OctaNetOutput(image, image * 0.5, image.flip(-1))
+
+
+class OutOfMemoryAboveOne(EchoNet):
+    """Simulates a GPU that cannot hold more than one slice at a time."""
+
+    def forward(self, image: torch.Tensor) -> OctaNetOutput:
+        if image.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return super().forward(image)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (33, 47), (304, 304), (320, 320), (400, 400), (97, 131)])
+def test_2d_output_shapes_and_dtypes(tiny_network: OctaNet, shape: tuple[int, int]) -> None:
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    maps = segment(tiny_network, image, device="cpu")
+    for output in (maps.pixel, maps.centerline, maps.fine):
+        assert output.shape == shape
+        assert output.dtype == np.float32
+        assert 0.0 <= output.min() and output.max() <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(840, 840), (1024, 1024)])
+def test_large_images(tiny_network: OctaNet, shape: tuple[int, int]) -> None:
+    maps = segment(tiny_network, np.zeros(shape, np.uint16), device="cpu")
+    assert maps.fine.shape == shape
+
+
+def test_stack_keeps_its_shape_and_matches_slices(tiny_network: OctaNet) -> None:
+    stack = np.random.default_rng(1).random((5, 48, 80)).astype(np.float32)
+    maps = segment(tiny_network, stack, device="cpu", batch_size=2)
+    assert maps.fine.shape == (5, 48, 80)
+    single = segment(tiny_network, stack[3] * (stack.max() - stack.min()) + stack.min(), device="cpu")
+    # per-slice results do not depend on the batch they ran in (eval-mode batch norm)
+    np.testing.assert_allclose(maps.fine[3], single.fine, atol=1e-4)
+
+
+def test_padding_is_cropped_back_exactly() -> None:
+    image = np.random.default_rng(2).random((45, 70)).astype(np.float32)
+    maps = segment(EchoNet(), image, device="cpu")
+    expected = normalise(image[None])[0]
+    np.testing.assert_allclose(maps.pixel, expected, atol=1e-6)
+    np.testing.assert_allclose(maps.centerline, expected * 0.5, atol=1e-6)
+    # the flipped map shows the padding: the crop must keep the top-left corner of the padded array
+    padded, _ = pad_to_multiple(expected[None])
+    np.testing.assert_allclose(maps.fine, padded[0, :45, ::-1][:, :70], atol=1e-6)
+
+
+def test_padding_leaves_no_seam(tiny_network: OctaNet) -> None:
+    """Away from the padded border, a padded image gives the same output as one that needs no padding."""
+    rng = np.random.default_rng(3)
+    full = rng.random((64, 64)).astype(np.float32)
+    full[0, 0], full[-1, -1] = 0.0, 1.0  # same min-max scaling for the crop below
+    cropped = full[:, :50].copy()
+    cropped[0, 1], cropped[-1, -2] = 0.0, 1.0
+    full[0, 1], full[-1, -2] = 0.0, 1.0
+    a = segment(tiny_network, full, device="cpu").pixel[:, :50]
+    b = segment(tiny_network, cropped, device="cpu").pixel
+    # the receptive field reaches the border region; the left half is far from it
+    np.testing.assert_allclose(a[16:48, :16], b[16:48, :16], atol=0.05)
+
+
+def test_integer_inputs_are_scaled_by_their_dtype_range(tiny_network: OctaNet) -> None:
+    ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
+    as_8bit = segment(tiny_network, ramp, device="cpu").fine
+    as_16bit = segment(tiny_network, ramp.astype(np.uint16) * 257, device="cpu").fine
+    np.testing.assert_allclose(as_8bit, as_16bit, atol=1e-4)
+
+
+def test_rgb_is_converted_to_grey(tiny_network: OctaNet) -> None:
+    grey = np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    maps = segment(tiny_network, rgb, device="cpu")
+    assert maps.fine.shape == (64, 64)
+    np.testing.assert_allclose(maps.fine, segment(tiny_network, grey, device="cpu").fine, atol=1e-2)
+
+
+def test_nan_input_is_refused_with_a_clear_message(tiny_network: OctaNet) -> None:
+    image = np.zeros((64, 64), np.float32)
+    image[3, 4] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        segment(tiny_network, image, device="cpu")
+
+
+def test_colour_array_where_grey_is_expected(tiny_network: OctaNet) -> None:
+    with pytest.raises(InputError, match="colour"):
+        segment(tiny_network, np.zeros((64, 64, 3), np.uint8), device="cpu", rgb=False)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (16, 16), (64,)])
+def test_bad_shapes_name_the_shape(tiny_network: OctaNet, shape: tuple[int, ...]) -> None:
+    with pytest.raises(InputError, match=str(shape).replace("(", r"\(").replace(")", r"\)")):
+        segment(tiny_network, np.zeros(shape, np.float32), device="cpu")
+
+
+def test_progress_is_yielded_per_batch(tiny_network: OctaNet) -> None:
+    generator = iter_segment(tiny_network, np.zeros((5, 32, 32), np.uint8), device="cpu", batch_size=2)
+    events = []
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            events.append(next(generator))
+    assert all(isinstance(e, Progress) for e in events)
+    assert [e.done for e in events] == [0, 2, 4, 5]
+    assert stop.value.value.fine.shape == (5, 32, 32)
+
+
+def test_out_of_memory_halves_the_batch_and_says_so() -> None:
+    maps = segment(OutOfMemoryAboveOne(), np.random.default_rng(5).random((4, 32, 32)), device="cpu", batch_size=4)
+    assert maps.fine.shape == (4, 32, 32)
+    assert any("batches of 2" in note for note in maps.notes)
+    assert any("batches of 1" in note for note in maps.notes)
+
+
+def test_auto_device_says_why() -> None:
+    choice = resolve_device("auto")
+    assert choice.reason.startswith("auto")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_requested_cuda_without_cuda_is_an_error() -> None:
+    with pytest.raises(DeviceError, match="no usable CUDA"):
+        resolve_device("cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mixed_precision_stays_close_to_float32(tiny_network: OctaNet) -> None:
+    image = np.random.default_rng(6).random((2, 304, 304)).astype(np.float32)
+    half = segment(tiny_network, image, device="cuda", mixed_precision=True).fine
+    full = segment(tiny_network, image, device="cuda", mixed_precision=False).fine
+    assert np.abs(half - full).max() < 1e-2
