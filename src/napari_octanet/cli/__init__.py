@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import evaluate, info, segment, train
+from . import evaluate, export, info, segment, train
 
-COMMANDS = (segment, evaluate, train, info)
+COMMANDS = (segment, evaluate, train, info, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             if event.kind == "step":
                 bar = bar or tqdm(total=event.steps, desc=f"stage {event.stage} epoch {event.epoch + 1}/{event.epochs}",
-                                  file=sys.stderr, leave=False)
+                                  file=sys.stderr, leave=False, initial=event.step)
                 bar.n = event.step
                 bar.set_postfix(loss=f"{event.loss:.4f}", best=f"{event.best_dice:.4f}")
                 bar.refresh()

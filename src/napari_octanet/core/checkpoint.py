@@ -69,16 +69,23 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
     optimizer_tensors: dict[str, torch.Tensor] | None = None,
+    half: bool = False,
 ) -> Path:
-    """Write weights and config atomically: a temporary file in the same folder, then a rename."""
+    """Write weights and config atomically: a temporary file in the same folder, then a rename.
+
+    ``half`` stores floating-point weights as float16 (half the size; loading casts them back).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = CheckpointInfo(network.config, provenance or {}, training_state or {})
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
+    tensors = {k: _stored(v, half) for k, v in network.state_dict().items()}
     for key, value in (optimizer_tensors or {}).items():
         tensors[OPTIMIZER_PREFIX + key] = value.detach().to("cpu").contiguous()
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
     try:
         save_file(tensors, tmp_name, metadata={METADATA_KEY: info.to_json()})
         os.replace(tmp_name, path)
@@ -86,6 +93,13 @@ def save_checkpoint(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().to("cpu")
+    if half and tensor.is_floating_point():
+        tensor = tensor.to(torch.float16)
+    return tensor.contiguous()
 
 
 def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:

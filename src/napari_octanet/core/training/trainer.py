@@ -313,14 +313,14 @@ class _Run:
         if not self.val:
             return None, None
         was_training = (self.network.coarse.training, self.network.fine.training)
-        scores = []
+        by_group: dict[str, list[dict[str, float]]] = {}
         for image in self.val:
             maps = segment(self.network, image.image, device=self.device, batch_size=1)
             probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
-            scores.append(evaluate_image(probability, image.label))
+            by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
         self.network.coarse.train(was_training[0])
         self.network.fine.train(was_training[1])
-        return float(np.mean([s["dice"] for s in scores])), float(np.mean([s["auc"] for s in scores]))
+        return _mean_over_groups(by_group, "dice"), _mean_over_groups(by_group, "auc")
 
     def _record_epoch(
         self, state: TrainState, stage: int, epoch: int, loss: float,
@@ -361,6 +361,11 @@ class _Run:
         best = max(validation, key=lambda h: h["val_dice"], default=None)
         return {**self.provenance, "epochs_run": len(state.history), "best_validation": best,
                 "history": state.history, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
+    """Mean of the per-group means, so that a large validation set does not outvote a small one."""
+    return float(np.mean([np.mean([scores[key] for scores in group]) for group in by_group.values()]))
 
 
 def _settings_record(settings: TrainSettings) -> dict[str, Any]:

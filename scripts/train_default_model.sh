@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces the bundled default model, src/napari_octanet/weights/octanet-lite-default.safetensors,
+# with the project's own `octanet train`, on the CPU (about 100 minutes on 2 cores) or a GPU.
+#
+#   bash scripts/train_default_model.sh [DATA_ROOT] [RUN_DIR]
+#
+# DATA_ROOT holds image/label pairs: OCTA500_3M/{train,val}, OCTA500_6M/{train,val},
+# ROSSA/{train_manual,train_sam,val}. All train splits are used together; the val splits select
+# the best checkpoint (the val scores in the README are therefore optimistic by model selection).
+set -euo pipefail
+DATA=${1:-../shared/data/octa-dev}
+RUN=${2:-runs/default}
+mkdir -p "$RUN"
+resume=()
+[ -f "$RUN/octanet-lite-last.safetensors" ] && resume=(--resume "$RUN/octanet-lite-last.safetensors")
+
+octanet train "$DATA" --layout pairs --split train --val-split val \
+    --config lite --init scratch --loss dice_bce \
+    --epochs 32 --fine-epochs 5 --samples-per-epoch 512 --batch-size 8 --lr 2e-3 \
+    --crop-size 256 --balance-groups --patience 100 --seed 0 --threads 2 \
+    --out "$RUN/octanet-lite.safetensors" "${resume[@]}" \
+    --note "Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual + SAM-labelled train_sam). Research use only; the data sets' own terms apply."
+
+octanet export "$RUN/octanet-lite.safetensors" src/napari_octanet/weights/octanet-lite-default.safetensors --half

@@ -1,0 +1,25 @@
+"""``octanet export``: a lean copy of a checkpoint for sharing (no optimizer state, float16 optional)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("export", help="copy a checkpoint without training state, optionally as float16")
+    parser.add_argument("model", metavar="MODEL", help="checkpoint file or registered name")
+    parser.add_argument("out", type=Path, metavar="OUT", help="the new .safetensors file")
+    parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.checkpoint import load_model, save_checkpoint
+    from ..core.registry import registry
+
+    model = load_model(registry.resolve(args.model))
+    provenance = {**model.info.provenance, "exported_from": Path(model.source).name, "float16": args.half}
+    save_checkpoint(args.out, model.network, provenance=provenance, half=args.half)
+    print(f"{args.out}: {args.out.stat().st_size / 1e6:.1f} MB")
+    return 0
