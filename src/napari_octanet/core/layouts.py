@@ -171,20 +171,11 @@ def load_sample(sample: Sample) -> LoadedSample:
     pixel-level (or full) label; without a pixel-level one (ROSE-2), the pixel-level label is
     the centerline label. Labels whose shape differs from the image's are a LayoutError.
     """
-    image = read_image(sample.image)
-    cache: dict[Path, np.ndarray] = {}
-
-    def label_at(path: Path | None) -> np.ndarray | None:
-        if path is None:
-            return None
-        if path not in cache:
-            cache[path] = _checked_label(path, image.shape, sample.image)
-        return cache[path]
-
-    label = label_at(sample.label)
-    pixel = label_at(sample.pixel_label)
-    centerline = label_at(sample.centerline_label)
-    pixel = pixel if pixel is not None else (label if label is not None else centerline)
+    image, labels = read_sample_files(sample)
+    label, pixel, centerline = (
+        labels.get(path) for path in (sample.label, sample.pixel_label, sample.centerline_label)
+    )
+    pixel = next((mask for mask in (pixel, label, centerline) if mask is not None), None)
     if pixel is None:
         raise LayoutError(f"sample {sample.stem!r} ({sample.image}) has no label file")
     if centerline is None:
@@ -192,14 +183,21 @@ def load_sample(sample: Sample) -> LoadedSample:
     return LoadedSample(sample, image, label, pixel, centerline)
 
 
-def _checked_label(path: Path, image_shape: tuple[int, ...], image_path: Path) -> np.ndarray:
-    label = read_label(path)
-    if label.shape != image_shape:
-        raise LayoutError(
-            f"label {path} has shape {label.shape} but its image {image_path} has shape {image_shape}; "
-            "labels must have the image's height and width"
-        )
-    return label
+def read_sample_files(sample: Sample) -> tuple[np.ndarray, dict[Path, np.ndarray]]:
+    """The sample's image and each of its distinct label files as it is on disk (nothing derived).
+
+    A label whose shape differs from the image's is a LayoutError naming both shapes and files.
+    """
+    image = read_image(sample.image)
+    label_paths = dict.fromkeys(p for p in (sample.label, sample.pixel_label, sample.centerline_label) if p)
+    labels = {path: read_label(path) for path in label_paths}
+    for path, label in labels.items():
+        if label.shape != image.shape:
+            raise LayoutError(
+                f"label {path} has shape {label.shape} but its image {sample.image} has shape {image.shape}; "
+                "labels must have the image's height and width"
+            )
+    return image, labels
 
 
 def _existing_folder(root: str | Path) -> Path:
