@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_octanet.core.network import NetworkConfig, OctaNet
+from tiny_models import TINY
 
-TINY = NetworkConfig(name="tiny", blocks=(1, 1, 1, 1), planes=(4, 8, 8, 8), stem_width=4, head_width=4, fine_width=4)
+from napari_octanet.core.network import OctaNet
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples-per-epoch", type=int, default=None, help="crops per epoch (default: all images)")
     parser.add_argument("--balance-groups", action="store_true", help="draw each dataset/split equally often")
     parser.add_argument("--patience", type=int, default=10, help="early stopping after this many epochs without gain")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="stop after this many minutes (10 %% of them for stage 2); the schedule adapts")
     parser.add_argument("--no-augment", action="store_true", help="no flips, turns, rotation, gamma or contrast")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("octanet.safetensors"), help="best checkpoint path")
@@ -70,7 +72,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, crop_size=args.crop_size,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
         samples_per_epoch=args.samples_per_epoch, balance_groups=args.balance_groups, patience=args.patience,
-        seed=args.seed, device=args.device, resume=args.resume,
+        seed=args.seed, device=args.device, resume=args.resume, time_budget_minutes=args.time_budget,
     )
 
 

@@ -10,14 +10,18 @@ import importlib
 from typing import Any
 
 _SUBMODULES = (
+    "centerline",
     "checkpoint",
     "devices",
+    "evaluation",
+    "imageio",
     "inference",
     "layouts",
     "metrics",
     "network",
     "preprocess",
     "registry",
+    "synthetic",
     "thresholds",
     "training",
 )

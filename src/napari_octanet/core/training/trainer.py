@@ -37,6 +37,7 @@ from .losses import get_loss
 
 STEP_REPORTS_PER_EPOCH = 10
 POLY_POWER = 0.9
+FINE_SHARE = 0.1
 
 
 @dataclass
@@ -61,6 +62,15 @@ class TrainSettings:
     device: str = "auto"
     mixed_precision: bool | None = None
     resume: str | None = None
+    #: Wall-clock limit in minutes for both stages (None: none). Stage 1 gets FINE_SHARE less of it;
+    #: the learning-rate decay follows whichever runs out first, epochs or time.
+    time_budget_minutes: float | None = None
+
+    def stage_budget_seconds(self, stage: int) -> float | None:
+        if self.time_budget_minutes is None:
+            return None
+        share = FINE_SHARE if self.stage_epochs[1] > 0 else 0.0
+        return 60.0 * self.time_budget_minutes * (share if stage == 2 else 1.0 - share)
 
     @property
     def stage_epochs(self) -> tuple[int, int]:
@@ -96,6 +106,8 @@ class TrainState:
     epoch: int = 0
     best_dice: float = -1.0
     bad_epochs: int = 0
+    #: Seconds spent in the current stage (for a time budget that survives a resume).
+    stage_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -155,7 +167,9 @@ def iter_train(
             if stage == 1:
                 run.restore_best(state)
                 # The best model is judged on the SRS output from here on.
-                state.stage, state.epoch, state.bad_epochs, state.best_dice = 2, 0, 0, -1.0
+                state.stage, state.epoch, state.bad_epochs, state.stage_seconds = 2, 0, 0, 0.0
+                if settings.stage_epochs[1] > 0:
+                    state.best_dice = -1.0
     except (_Stop, KeyboardInterrupt):
         stopped = "cancelled"
     except GeneratorExit:
@@ -230,16 +244,24 @@ class _Run:
         wrapped = self.dist.wrap(trainable)
         samples = self.settings.samples_per_epoch or len(self.train)
         steps = max(1, samples // (self.settings.batch_size * self.dist.world_size))
+        budget = self.settings.stage_budget_seconds(stage)
+        clock = _StageClock(state.stage_seconds, budget)
         for epoch in range(state.epoch, epochs):
             started = time.perf_counter()
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.settings.lr * (1 - epoch / epochs) ** POLY_POWER
             losses: list[float] = []
             batches = self._batches(stage, epoch, samples)
             for step in range(steps):
                 if should_stop():
                     raise _Stop
+                if clock.out_of_time():
+                    break
+                progress = max((epoch + step / steps) / epochs, clock.fraction())
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.settings.lr * max(0.0, 1 - progress) ** POLY_POWER
                 losses.append(self._step(stage, wrapped, next(batches)))
+            state.stage_seconds = clock.elapsed()
+            if not losses:
+                break
                 if (step + 1) % max(1, steps // STEP_REPORTS_PER_EPOCH) == 0 and step + 1 < steps:
                     yield TrainEvent("step", stage, epoch, epochs, step + 1, steps, float(np.mean(losses)),
                                      best_dice=state.best_dice)
@@ -252,7 +274,7 @@ class _Run:
                        + (" (best)" if improved else ""))
             yield TrainEvent("epoch", stage, epoch + 1, epochs, steps, steps, float(np.mean(losses)),
                              val_dice, state.best_dice, message)
-            if state.bad_epochs >= self.settings.patience:
+            if state.bad_epochs >= self.settings.patience or clock.out_of_time():
                 break
 
     def _prepare_stage(self, stage: int) -> nn.Module:
@@ -366,6 +388,23 @@ class _Run:
 def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
     """Mean of the per-group means, so that a large validation set does not outvote a small one."""
     return float(np.mean([np.mean([scores[key] for scores in group]) for group in by_group.values()]))
+
+
+class _StageClock:
+    """Wall-clock time spent in a stage, counting time from before a resume."""
+
+    def __init__(self, already: float, budget: float | None) -> None:
+        self.start = time.monotonic() - already
+        self.budget = budget
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def fraction(self) -> float:
+        return 0.0 if not self.budget else min(1.0, self.elapsed() / self.budget)
+
+    def out_of_time(self) -> bool:
+        return self.budget is not None and self.elapsed() >= self.budget
 
 
 def _settings_record(settings: TrainSettings) -> dict[str, Any]:

@@ -1,0 +1,263 @@
+"""Running core jobs off the GUI thread (or inline, for tests), and the controls that drive them.
+
+Core jobs (segmentation, training) are generators that yield progress and return a result. A
+:class:`Job` runs one in napari's thread-worker machinery, so the viewer stays responsive and
+``cancel`` stops it at its next yield. With ``NAPARI_OCTANET_SYNC=1`` in the environment, or
+``synchronous=True``, the same generator runs in the calling thread instead: same callbacks,
+same order, no event loop needed (what the tests use).
+
+Every callback runs on the GUI thread, so callbacks may touch layers; jobs never should. An
+exception raised by a job is caught inside its generator and handed to ``on_error``: napari's
+worker would otherwise show a raw traceback, and superqt drops RuntimeErrors (torch's usual
+exception type) raised in a worker with nothing but a log warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from napari.utils import notifications
+from qtpy.QtWidgets import QSizePolicy
+
+if TYPE_CHECKING:
+    from napari.qt.threading import GeneratorWorker
+
+SYNC_ENV = "NAPARI_OCTANET_SYNC"
+
+logger = logging.getLogger(__name__)
+
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+class ProgressLike(Protocol):
+    """What :class:`JobControls` shows of a yielded value (the core's ``Progress`` fits)."""
+
+    done: int
+    total: int
+    message: str
+
+
+def runs_synchronously(synchronous: bool | None = None) -> bool:
+    """An explicit choice wins; otherwise the ``NAPARI_OCTANET_SYNC`` environment switch decides."""
+    if synchronous is not None:
+        return synchronous
+    return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _do_nothing(*_: object) -> None:
+    """Default for the optional callbacks."""
+
+
+@dataclass
+class JobCallbacks(Generic[Y, R]):
+    """What happens on the GUI thread as a job runs; exactly one of result, error or cancelled fires."""
+
+    on_result: Callable[[R], None]
+    on_error: Callable[[Exception], None]
+    on_progress: Callable[[Y], None] = field(default=_do_nothing)
+    on_cancelled: Callable[[], None] = field(default=_do_nothing)
+    #: Always last, whatever the outcome.
+    on_finished: Callable[[], None] = field(default=_do_nothing)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: Exception
+
+
+def _guarded(job: Generator[Y, None, R]) -> Generator[Y, None, R | _Failed]:
+    """Turn an exception raised by the job into a returned value (see the module docstring)."""
+    try:
+        return (yield from job)
+    except Exception as error:  # noqa: BLE001 - every failure must reach the user as a notification
+        return _Failed(error)
+
+
+def call_as_job(function: Callable[[], R]) -> Generator[None, None, R]:
+    """A plain call as a job without progress, for work such as probing devices off the GUI thread."""
+    yield from ()
+    return function()
+
+
+class Job(Generic[Y, R]):
+    """One run of a progress generator; :meth:`cancel` stops it at its next yield."""
+
+    def __init__(self, job: Generator[Y, None, R], callbacks: JobCallbacks[Y, R], *, synchronous: bool | None = None):
+        self._job = job
+        self._callbacks = callbacks
+        self._synchronous = runs_synchronously(synchronous)
+        self._worker: GeneratorWorker | None = None
+        self._cancel_requested = False
+        self._delivered = False
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        self._running = True
+        if self._synchronous:
+            self._run_inline()
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(_guarded, self._job, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._callbacks.on_progress)
+        worker.returned.connect(self._deliver)
+        worker.finished.connect(self._finish)
+        self._worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next yield; nothing is delivered but ``on_cancelled``."""
+        self._cancel_requested = True
+        if self._worker is not None:
+            self._worker.quit()
+
+    def abandon(self) -> None:
+        """Cancel and drop every callback, for when the widget that owns the job is being destroyed."""
+        self._callbacks = JobCallbacks(on_result=_do_nothing, on_error=_do_nothing)
+        self.cancel()
+
+    def _run_inline(self) -> None:
+        guarded = _guarded(self._job)
+        try:
+            while not self._cancel_requested:
+                self._callbacks.on_progress(next(guarded))
+        except StopIteration as stop:
+            self._deliver(stop.value)
+        self._finish()
+
+    def _deliver(self, outcome: R | _Failed) -> None:
+        """Hand the result over; a failure in the result handler itself (say, writing layers) is an error too."""
+        self._delivered = True
+        if isinstance(outcome, _Failed):
+            self._callbacks.on_error(outcome.error)
+            return
+        try:
+            self._callbacks.on_result(outcome)
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            self._callbacks.on_error(error)
+
+    def _finish(self) -> None:
+        self._running = False
+        # A threaded job can also end cancelled after its last yield (superqt then emits neither
+        # 'returned' nor 'aborted'), so "nothing was delivered" is what defines a cancelled job.
+        if not self._delivered:
+            self._job.close()
+            self._callbacks.on_cancelled()
+        self._callbacks.on_finished()
+
+
+#: Exception types whose message is written for the user (the core's InputError, CheckpointError,
+#: ModelNotFoundError, DeviceError and MemoryError derive from these); others are bugs.
+_USER_FACING_ERRORS = (ValueError, LookupError, RuntimeError, MemoryError, OSError)
+
+
+def describe_failure(action: str, error: Exception) -> str:
+    """A one-paragraph message for a notification: the core's own words, never a traceback."""
+    if isinstance(error, _USER_FACING_ERRORS) and not isinstance(error, KeyError):
+        return f"{action} failed: {error}"
+    return (
+        f"{action} failed unexpectedly ({type(error).__name__}: {error}). The full error is in the "
+        "terminal's log; please report it to napari-octanet."
+    )
+
+
+def notify_failure(action: str, error: Exception) -> None:
+    """Show a failed job as a napari error notification and keep its traceback in the log."""
+    logger.warning("%s failed", action, exc_info=error)
+    notifications.show_error(describe_failure(action, error))
+
+
+def wrapping_label(text: str) -> Label:
+    """A label without a caption whose text wraps and fills the width (magicgui's are fixed-size)."""
+    label = Label(value=text)
+    label.label = ""
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
+
+
+class JobControls(Container):
+    """A run button, a Cancel button, a progress bar and a status line, for one job at a time.
+
+    The owner connects ``run_button.changed`` to a handler that validates its form and calls
+    :meth:`start`; these controls handle busy state, progress, cancelling and the status line.
+    """
+
+    def __init__(self, run_text: str, run_tooltip: str, *, synchronous: bool | None = None) -> None:
+        self.run_button = PushButton(text=run_text, tooltip=run_tooltip)
+        self.cancel_button = PushButton(
+            text="Cancel", tooltip="Stop at the end of the current step; nothing is written", enabled=False
+        )
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, tooltip="Progress of the current job")
+        self.status = wrapping_label("")
+        super().__init__(widgets=[buttons, self.progress_bar, self.status], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self._synchronous = synchronous
+        self._job: Job[ProgressLike, object] | None = None
+        self.cancel_button.changed.connect(self.cancel)
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None and self._job.running
+
+    def start(
+        self,
+        job: Generator[ProgressLike, None, R],
+        on_result: Callable[[R], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Run ``job`` (threaded unless synchronous) with progress shown here; one job at a time."""
+        if self.running:
+            raise RuntimeError("a job is already running; cancel it or wait for it to finish")
+        callbacks: JobCallbacks[ProgressLike, R] = JobCallbacks(
+            on_result=on_result,
+            on_error=on_error,
+            on_progress=self.show_progress,
+            on_cancelled=lambda: self.show_status("Cancelled; nothing was written."),
+            on_finished=lambda: self._set_busy(False),
+        )
+        self._set_busy(True)
+        self.progress_bar.value = 0
+        self.show_status("Starting…")
+        self._job = Job(job, callbacks, synchronous=self._synchronous)  # type: ignore[arg-type]
+        self._job.start()
+
+    def cancel(self) -> None:
+        if self.running:
+            self.cancel_button.enabled = False
+            self.show_status("Cancelling at the end of the current step…")
+            self._job.cancel()  # type: ignore[union-attr]
+
+    def abandon(self) -> None:
+        """Stop any job without further callbacks (the widgets are going away)."""
+        if self._job is not None:
+            self._job.abandon()
+
+    def show_progress(self, progress: ProgressLike) -> None:
+        """A total of 0 means "unknown": the bar then shows a busy animation."""
+        self.progress_bar.max = max(progress.total, 0)
+        self.progress_bar.value = min(progress.done, progress.total)
+        if progress.message:
+            self.show_status(progress.message[:1].upper() + progress.message[1:])
+
+    def show_status(self, text: str, tooltip: str = "") -> None:
+        self.status.value = text
+        self.status.tooltip = tooltip or text
+
+    def _set_busy(self, busy: bool) -> None:
+        self.run_button.enabled = not busy
+        self.cancel_button.enabled = busy
+        if not busy:
+            self.progress_bar.max = max(self.progress_bar.max, 1)

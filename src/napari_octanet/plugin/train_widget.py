@@ -1,0 +1,476 @@
+"""The "Fine-tune" dock: train OCTA-Net on image layers and the vessels painted on them.
+
+A thin adapter, like the segmentation dock: the form is read and the layers' pixels are copied
+into a :class:`TrainRequest` on the GUI thread (with the checks in :mod:`._train_data`), the
+core's trainer runs in a worker (:mod:`._train_job`, :mod:`._workers`), and the progress and the
+result come back to the GUI thread. Stop asks the trainer to finish after its current step, so it
+saves its state and keeps the best model; either way the best model is registered in the one
+model registry, which makes it selectable in the segmentation dock at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
+from napari.utils import notifications
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QAbstractSpinBox, QLabel
+from superqt.utils import ensure_main_thread
+
+from napari_octanet.core.registry import DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
+
+from ._train_curve import LossCurve
+from ._train_data import LayerData, LayerPair, TrainingDataError, labelled_slices
+from ._train_job import TrainOutcome, TrainProgress, TrainRequest, train_job
+from ._train_pairs import PairTable
+from ._workers import JobControls, notify_failure
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer
+
+    from napari_octanet.core.training.trainer import TrainEvent
+
+#: Starting-model choices besides the registered models.
+SCRATCH = "scratch (untrained, lite)"
+CHECKPOINT_FILE = "checkpoint file…"
+#: Where models go unless the user picks a folder: never the current directory.
+MODELS_HOME = Path("~/napari-octanet/models")
+#: Suggested learning rates: gentler when fine-tuning trained weights than when starting from scratch.
+LR_FINE_TUNE = 1e-4
+LR_SCRATCH = 1e-3
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+BUNDLED_NAMES = ("default", "lite")
+
+
+class FormError(ValueError):
+    """The form cannot start a run; the message says what to choose instead."""
+
+
+def _fine_epochs_for(epochs: int) -> int:
+    """The trainer's default number of stage-2 (SRS) epochs."""
+    return max(1, int(epochs) // 5)
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setStyleSheet("font-weight: bold; margin-top: 6px;")
+    return label
+
+
+class _AlignLabelsOnShow(QObject):
+    """magicgui sizes form labels with the default font before napari's stylesheet applies; redo it on show."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__(container.native)
+        self._container = container
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Show:
+            labelled = [w._labeled_widget() for w in self._container]  # noqa: SLF001 - magicgui's own pairing
+            labels = [lw._label_widget.native for lw in labelled if lw is not None]  # noqa: SLF001
+            if labels:
+                widest = max(label.sizeHint().width() for label in labels)
+                for label in labels:
+                    label.setMinimumWidth(widest)
+        return False
+
+
+class TrainControls(JobControls):
+    """Train and Stop buttons, progress bar and status line; Stop lets the trainer finish cleanly.
+
+    The segmentation dock's :class:`JobControls` cancels by closing the job at its next yield;
+    training instead sets a flag the trainer checks every step, so that it saves its last state
+    and returns its result (with the best model) as usual.
+    """
+
+    def __init__(self, on_event: Callable[[TrainEvent], None], *, synchronous: bool | None = None) -> None:
+        super().__init__(
+            "Train",
+            "Train on the rows above; the viewer stays usable. The best model is saved as "
+            "'<save to>/<model name>.safetensors' and added to the Segment vessels dock's models",
+            synchronous=synchronous,
+        )
+        self.cancel_button.text = "Stop"
+        self.cancel_button.tooltip = (
+            "Stop after the current training step; the best model so far is saved and registered"
+        )
+        self._on_event = on_event
+        self._stop = threading.Event()
+
+    def start_training(
+        self,
+        job: Callable[[Callable[[], bool]], Generator[TrainProgress, None, TrainOutcome]],
+        on_result: Callable[[TrainOutcome], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Start ``job(should_stop)`` with a fresh stop flag."""
+        self._stop = threading.Event()
+        self.start(job(self._stop.is_set), on_result, on_error)
+
+    def cancel(self) -> None:
+        if self.running and not self._stop.is_set():
+            self.cancel_button.enabled = False
+            self.show_status("Stopping after the current step; the best model so far will be kept…")
+            self._stop.set()
+
+    def abandon(self) -> None:
+        self._stop.set()
+        super().abandon()
+
+    def show_progress(self, progress: TrainProgress) -> None:  # type: ignore[override]
+        super().show_progress(progress)
+        if progress.event is not None:
+            self._on_event(progress.event)
+
+
+class TrainWidget(Container):
+    """Pick images and their labels, a starting model and settings; Train runs off the GUI thread."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
+        self._viewer = viewer
+        self._pairs = PairTable(viewer)
+        self._model = ComboBox(label="start from", choices=self._model_choices)
+        self._checkpoint = FileEdit(
+            label="checkpoint",
+            mode="r",
+            filter="OCTA-Net checkpoints (*.safetensors)",
+            tooltip="An OCTA-Net checkpoint (.safetensors) to fine-tune",
+        )
+        self._epochs = SpinBox(
+            label="epochs (SCS)",
+            min=1,
+            max=1000,
+            value=20,
+            tooltip="Epochs of stage 1, the coarse SCS network. An epoch draws random crops covering the "
+            "training images about once (at least 4 batches); a stage ends early after 10 epochs "
+            "without a better validation score",
+        )
+        self._fine_epochs = SpinBox(
+            label="epochs (SRS)",
+            min=1,
+            max=1000,
+            value=_fine_epochs_for(self._epochs.value),
+            tooltip="Epochs of stage 2, the fine SRS network (the coarse one frozen); follows a fifth "
+            "of the stage-1 epochs until you change it",
+        )
+        self._batch = SpinBox(label="batch size", min=1, max=64, value=4, tooltip="Random crops per training step")
+        self._lr = FloatSpinBox(
+            label="learning rate",
+            min=1e-6,
+            max=0.1,
+            step=1e-6,
+            value=LR_FINE_TUNE,
+            tooltip="Adam learning rate (decays over the epochs); about 1e-4 to fine-tune a trained "
+            "model, 1e-3 from scratch",
+        )
+        self._lr.native.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
+        self._val = FloatSpinBox(
+            label="validation",
+            min=0.0,
+            max=0.5,
+            step=0.05,
+            value=0.2,
+            tooltip="Fraction of the labelled images (slices) held out to pick the best epoch by "
+            "validation Dice; 0, or a single image, trains without validation and keeps the epoch "
+            "with the lowest training loss",
+        )
+        self._augment = CheckBox(
+            value=True,
+            text="augment (flips, rotations, contrast, noise)",
+            tooltip="Random flips, rotations, gamma, contrast and noise on the training crops",
+        )
+        self._folder = FileEdit(
+            label="save to",
+            mode="d",
+            tooltip="Folder for the checkpoints: '<model name>.safetensors' (the best model) and "
+            "'<model name>-last.safetensors' (the last state, to resume)",
+        )
+        self._name = LineEdit(
+            label="model name",
+            tooltip="The best model's file name (without .safetensors) and its name in the Segment "
+            "vessels dock's model list",
+        )
+        self._controls = TrainControls(self._on_train_event, synchronous=synchronous)
+        self._curve = LossCurve()
+        super().__init__(
+            widgets=[
+                self._model,
+                self._checkpoint,
+                self._epochs,
+                self._fine_epochs,
+                self._batch,
+                self._lr,
+                self._val,
+                self._augment,
+                self._folder,
+                self._name,
+            ]
+        )
+        # Plain Qt pieces, placed around the magicgui form rows (bottom up, so indices hold).
+        layout = self.native.layout()
+        layout.addWidget(self._controls.native)
+        layout.addWidget(self._curve)
+        layout.insertWidget(self.index(self._folder), _heading("Output"))
+        for widget in (_heading("Model and settings"), self._pairs, _heading("Training data")):
+            layout.insertWidget(0, widget)
+        self.native.installEventFilter(_AlignLabelsOnShow(self))
+        self._auto_folder = self._auto_name = ""
+        self._advance_output_defaults(force=True)
+        self._model.value = self._default_start()
+        self._model_kind = self._kind(self._model.value)
+        self._on_model_changed()
+        self._model.changed.connect(self._on_model_changed)
+        self._epochs_shown = int(self._epochs.value)
+        self._epochs.changed.connect(self._on_epochs_changed)
+        self._controls.run_button.changed.connect(self.train)
+        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+        for event in self._layer_events:
+            event.connect(self._on_layers_changed)
+        self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
+        self.native.destroyed.connect(self._on_destroyed)
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._controls.running
+
+    def _on_epochs_changed(self, epochs: int) -> None:
+        """Stage-2 epochs follow a fifth of stage 1's, unless the user set them."""
+        if self._fine_epochs.value == _fine_epochs_for(self._epochs_shown):
+            self._fine_epochs.value = _fine_epochs_for(epochs)
+        self._epochs_shown = int(epochs)
+
+    def _on_layers_changed(self) -> None:
+        self._pairs.reset_choices()
+
+    def _on_destroyed(self) -> None:
+        """The Qt widgets are gone: stop listening, and stop a run without calling back into them."""
+        self._unsubscribe()
+        for event in self._layer_events:
+            event.disconnect(self._on_layers_changed)
+        self._controls.abandon()
+
+    # -- starting model -----------------------------------------------------------------------
+
+    def _model_choices(self, _: ComboBox) -> list[str]:
+        return [*registry.names(), SCRATCH, CHECKPOINT_FILE]
+
+    @staticmethod
+    def _default_start() -> str:
+        names = registry.names()
+        if DEFAULT_NAME in names:
+            return DEFAULT_NAME
+        return names[0] if names else SCRATCH
+
+    @staticmethod
+    def _kind(choice: str) -> str:
+        return "scratch" if choice == SCRATCH else "trained"
+
+    def _on_model_changed(self) -> None:
+        choice = self._model.value
+        self._checkpoint.visible = choice == CHECKPOINT_FILE
+        entry = next((e for e in registry.entries() if e.name == choice), None)
+        self._model.tooltip = (
+            f"Fine-tune {entry.description}\n{entry.path}"
+            if entry
+            else "The weights training starts from: a registered model (the bundled default, models "
+            "trained here), a checkpoint file, or untrained 'lite' weights"
+        )
+        kind = self._kind(choice)
+        suggested = {"scratch": LR_SCRATCH, "trained": LR_FINE_TUNE}
+        if kind != self._model_kind and np.isclose(self._lr.value, suggested[self._model_kind]):
+            self._lr.value = suggested[kind]
+        self._model_kind = kind
+
+    def _on_model_registered(self, _: ModelEntry) -> None:
+        self._model.reset_choices()
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _advance_output_defaults(self, *, force: bool = False) -> None:
+        """A fresh folder and name for the next run, unless the user typed their own."""
+        untouched = str(self._folder.value) == self._auto_folder and self._name.value == self._auto_name
+        if not (force or untouched):
+            return
+        stamp = _timestamp()
+        self._folder.value = MODELS_HOME.expanduser() / stamp
+        self._auto_folder = str(self._folder.value)
+        self._name.value = self._auto_name = f"finetuned-{stamp}"
+
+    def _output(self) -> tuple[Path, str]:
+        name = self._name.value.strip()
+        name = name.removesuffix(".safetensors")
+        if not NAME_PATTERN.match(name):
+            raise FormError(f"Model name {name!r} cannot be a file name: use letters, digits, spaces, '.', '_' or '-'.")
+        if name in BUNDLED_NAMES or name in (SCRATCH, CHECKPOINT_FILE) or name in registry.names():
+            raise FormError(f"A model named {name!r} is already listed; choose another model name.")
+        folder = Path(str(self._folder.value)).expanduser()
+        if str(self._folder.value).strip() in ("", "."):
+            raise FormError("Choose a folder to save the model in ('save to').")
+        best = folder / f"{name}.safetensors"
+        if best.exists():
+            raise FormError(
+                f"{best} already exists; choose another model name or folder (a trained model is never overwritten)."
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FormError(f"Cannot create the folder {folder}: {error.strerror or error}.") from error
+        return folder, name
+
+    # -- running ------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Check the form, copy the layers' pixels, and start training; problems become notifications."""
+        if self._controls.running:
+            return
+        try:
+            request, notes = self._read_request()
+        except (FormError, TrainingDataError, ModelNotFoundError) as error:
+            notifications.show_error(str(error))
+            return
+        for note in notes:
+            notifications.show_info(f"Fine-tune: {note}.")
+        self._curve.clear()
+        self._controls.start_training(
+            functools.partial(train_job, request),
+            on_result=functools.partial(self._on_trained, request),
+            on_error=functools.partial(self._on_failed, request),
+        )
+
+    def _read_request(self) -> tuple[TrainRequest, list[str]]:
+        data = labelled_slices(self._layer_pairs())
+        notes = list(data.notes)
+        validation = float(self._val.value)
+        if len(data.slices) == 1 and validation > 0:
+            notes.append(
+                "only one labelled image, so no validation is possible: training without validation "
+                "keeps the epoch with the lowest training loss. Label more images or slices for a validated model"
+            )
+        elif validation == 0:
+            notes.append("validation is 0: training without validation keeps the epoch with the lowest training loss")
+        init = self._init()
+        folder, name = self._output()
+        request = TrainRequest(
+            data=data,
+            folder=folder,
+            name=name,
+            init=init,
+            epochs=int(self._epochs.value),
+            fine_epochs=int(self._fine_epochs.value),
+            batch_size=int(self._batch.value),
+            lr=float(self._lr.value),
+            augment=bool(self._augment.value),
+            val_fraction=validation,
+        )
+        return request, notes
+
+    def _layer_pairs(self) -> list[LayerPair]:
+        """Copy each row's layers (on the GUI thread: the worker never touches layers)."""
+        rows = self._pairs.rows
+        if all(row.image.value is None for row in rows):
+            raise FormError(
+                "No image layer to train on: open an OCTA image (File ▸ Open) or the synthetic sample "
+                "(File ▸ Open Sample ▸ OCTA-Net vessels), and paint its vessels in a Labels layer."
+            )
+        pairs = []
+        for number, row in enumerate(rows, start=1):
+            image, label = row.image.value, row.label.value
+            if image is None:
+                raise FormError(f"Row {number} has no image layer: choose one or remove the row (✕).")
+            if label is None:
+                raise FormError(
+                    f"Choose the vessel labels for image {image.name!r}: add a Labels layer of the same "
+                    "shape (Layers ▸ New Labels Layer) and paint the vessels (0 stays background)."
+                )
+            centerline = row.centerline.value
+            pairs.append(
+                LayerPair(
+                    _copy(image, rgb=bool(image.rgb)),
+                    _copy(label),
+                    _copy(centerline) if centerline is not None else None,
+                )
+            )
+        return pairs
+
+    def _init(self) -> str | None:
+        choice = self._model.value
+        if choice == SCRATCH:
+            return None
+        if choice == CHECKPOINT_FILE:
+            path = Path(str(self._checkpoint.value)).expanduser()
+            if not path.is_file():
+                raise FormError("Pick the checkpoint file (.safetensors) to start from, under 'checkpoint'.")
+            return str(path)
+        registry.resolve(choice)  # a model unregistered meanwhile is a ModelNotFoundError
+        return choice
+
+    def _on_train_event(self, event: TrainEvent) -> None:
+        if event.kind == "epoch":
+            self._curve.add_epoch(event.stage, event.epoch, event.loss, event.val_dice)
+
+    def _on_trained(self, request: TrainRequest, outcome: TrainOutcome) -> None:
+        result = outcome.result
+        validated = outcome.n_val > 0
+        score = f"best validation Dice {result.best_dice:.3f}" if validated else "no validation"
+        registry.register(
+            result.best_path,
+            request.name,
+            description=f"model fine-tuned in napari from {request.init or 'scratch'} ({score})",
+        )
+        epochs = len(result.history)
+        if result.stopped == "cancelled":
+            ran = (
+                "before the first epoch ended, so the saved model has had little training"
+                if epochs == 0
+                else f"after {epochs} epoch(s); the best one is kept"
+            )
+            headline = f"Training stopped {ran}."
+        else:
+            headline = f"Training finished: {epochs} epoch(s) in {outcome.seconds:.0f} s on {result.device}."
+        message = (
+            f"{headline} Model {request.name!r} ({score}) is saved as {result.best_path} and can be "
+            "picked in the Segment vessels dock."
+        )
+        notifications.show_info(message)
+        self._controls.show_status(message)
+        self._advance_output_defaults()
+
+    def _on_failed(self, request: TrainRequest, error: Exception) -> None:
+        notify_failure("Training", error)
+        self._controls.show_status(f"Training failed: {error}")
+        if request.best_path.is_file() and request.name not in registry.names():
+            try:
+                registry.register(request.best_path, request.name, description="best model of a failed training run")
+            except (ValueError, OSError):  # not a readable checkpoint: leave it unlisted
+                return
+            notifications.show_info(
+                f"The best model before the failure is kept as {request.best_path} and listed as {request.name!r}."
+            )
+            self._advance_output_defaults()
+
+
+def _copy(layer: Layer, *, rgb: bool = False) -> LayerData:
+    if layer.multiscale:
+        raise FormError(
+            f"Layer {layer.name!r} is multiscale (an image pyramid), which training does not take: add its "
+            "full-resolution level as a layer of its own (viewer.add_image(layer.data[0]))."
+        )
+    return LayerData(layer.name, np.array(layer.data), rgb)
+
+
+__all__ = ["TrainWidget"]

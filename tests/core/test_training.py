@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_octanet.core.checkpoint import load_checkpoint, load_model, save_checkpoint
+from napari_octanet.core.network import OctaNet
+from napari_octanet.core.preprocess import InputError
+from napari_octanet.core.synthetic import synthetic_octa
+from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
+from napari_octanet.core.training.data import split_train_val, training_image
+from napari_octanet.core.training.trainer import TrainSettings, iter_train, train
+
+from tiny_models import TINY
+
+
+def tiny_images(n: int = 4, size: int = 64) -> list:
+    return [training_image(*synthetic_octa(size, seed=i), name=f"s{i}") for i in range(n)]
+
+
+@pytest.fixture
+def tiny_init(tmp_path: Path) -> str:
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path / "init.safetensors", OctaNet(TINY)))
+
+
+def settings(tmp_path: Path, init: str, **overrides: object) -> TrainSettings:
+    values = dict(out=str(tmp_path / "run" / "model.safetensors"), init=init, epochs=2, fine_epochs=1,
+                  batch_size=2, lr=3e-3, crop_size=64, samples_per_epoch=8, device="cpu", seed=0)
+    values.update(overrides)
+    return TrainSettings(**values)  # type: ignore[arg-type]
+
+
+def test_a_few_steps_lower_the_loss(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    result = train(images, images[:1], settings(tmp_path, tiny_init, epochs=6, fine_epochs=0, augment=AugmentConfig.none()))
+    losses = [h["loss"] for h in result.history if h["stage"] == 1]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0]
+    assert result.stopped == "completed"
+    model = load_model(result.best_path)
+    assert model.info.provenance["best_validation"]["val_dice"] == pytest.approx(result.best_dice)
+
+
+def test_stop_leaves_valid_checkpoints(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    events = []
+    steps = iter(range(100))
+
+    def stop_after_two_epochs() -> bool:
+        next(steps)
+        return sum(e.kind == "epoch" for e in events) >= 2
+
+    generator = iter_train(images, images[:1], settings(tmp_path, tiny_init, epochs=5), should_stop=stop_after_two_epochs)
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            events.append(next(generator))
+    result = stop.value.value
+    assert result.stopped == "cancelled"
+    assert events[-1].kind == "done"
+    load_model(result.best_path)
+    last, optimizer = load_checkpoint(result.last_path)
+    assert last.info.training_state["epoch"] == 2 and last.info.training_state["stage"] == 1
+    assert optimizer, "the resume state must carry the optimizer"
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    first = train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=0))
+    resumed = train(images, images[:1], settings(tmp_path, tiny_init, epochs=4, fine_epochs=0, resume=str(first.last_path)))
+    epochs = [(h["stage"], h["epoch"]) for h in resumed.history]
+    assert epochs == [(1, 1), (1, 2), (1, 3), (1, 4)]
+
+
+def test_closing_the_generator_saves_the_last_state(tmp_path: Path, tiny_init: str) -> None:
+    generator = iter_train(tiny_images(), [], settings(tmp_path, tiny_init))
+    kinds = [next(generator).kind for _ in range(3)]
+    assert kinds[0] == "start"
+    generator.close()
+    load_checkpoint(settings(tmp_path, tiny_init).last_path())
+
+
+def test_time_budget_ends_both_stages(tmp_path: Path, tiny_init: str) -> None:
+    result = train(tiny_images(), [], settings(tmp_path, tiny_init, epochs=1000, fine_epochs=1000,
+                                               time_budget_minutes=0.05))
+    stages = [h["stage"] for h in result.history]
+    assert result.stopped == "completed"
+    assert 1 in stages and 2 in stages and len(stages) < 2000
+
+
+def test_same_seed_same_weights(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images(2)
+    a = train(images, [], settings(tmp_path / "a", tiny_init, epochs=1, fine_epochs=0))
+    b = train(images, [], settings(tmp_path / "b", tiny_init, epochs=1, fine_epochs=0))
+    wa, wb = load_model(a.last_path).network.state_dict(), load_model(b.last_path).network.state_dict()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key])
+
+
+def test_stage_two_changes_only_the_fine_stage(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images(2)
+    one = train(images, [], settings(tmp_path / "1", tiny_init, epochs=1, fine_epochs=0))
+    two = train(images, [], settings(tmp_path / "2", str(one.last_path), epochs=0, fine_epochs=1))
+    before, after = load_model(one.last_path).network, load_model(two.last_path).network
+    for (name, p), q in zip(before.coarse.state_dict().items(), after.coarse.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+    assert any(not torch.equal(p, q) for p, q in zip(before.fine.parameters(), after.fine.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [(np.zeros((64, 64), bool), "every label is empty"), (np.ones((64, 64), bool), "every pixel")],
+)
+def test_useless_labels_are_refused(tmp_path: Path, tiny_init: str, label: np.ndarray, message: str) -> None:
+    image = training_image(np.random.default_rng(0).random((64, 64)), label)
+    with pytest.raises(InputError, match=message):
+        train([image], [], settings(tmp_path, tiny_init))
+
+
+def test_mismatched_label_names_both_shapes() -> None:
+    with pytest.raises(InputError, match=r"\(64, 64\).*\(64, 60\)"):
+        training_image(np.zeros((64, 64)), np.zeros((64, 60)))
+
+
+def test_validation_split_is_held_out_and_never_everything() -> None:
+    images = tiny_images(5, 32)
+    train_set, val = split_train_val(images, 0.4, seed=1)
+    assert len(val) == 2 and len(train_set) == 3
+    assert not {i.name for i in val} & {i.name for i in train_set}
+    assert split_train_val(images[:1], 0.5, seed=1) == (images[:1], [])
+
+
+def test_augmentation_moves_image_and_targets_together() -> None:
+    image = np.zeros((64, 64), np.float32)
+    image[10:20, 30:34] = 1.0
+    sample = training_image(image, image > 0)
+    config = AugmentConfig(gamma_range=(1.0, 1.0), contrast_range=(1.0, 1.0), noise_std=0.0)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        out = augment(random_crop(sample.stacked(), 64, generator), config, generator)
+        assert torch.equal(out[0] > 0.5, out[3] > 0.5)
+
+
+def test_small_images_are_padded_to_the_crop() -> None:
+    sample = training_image(*synthetic_octa(48, seed=0))
+    crop = random_crop(sample.stacked(), 64, torch.Generator().manual_seed(0))
+    assert crop.shape == (4, 64, 64)
+    assert crop[1:, 48:, :].sum() == 0
+
+
+def _write_pairs(root: Path, n: int) -> None:
+    from skimage.io import imsave
+
+    for split in ("train", "val"):
+        for kind in ("image", "label"):
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image, label = synthetic_octa(64, seed=i + (100 if split == "val" else 0))
+            imsave(root / split / "image" / f"{i}.png", image, check_contrast=False)
+            imsave(root / split / "label" / f"{i}.png", (label * 255).astype(np.uint8), check_contrast=False)
+
+
+def _octanet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "napari_octanet.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_cli_train_then_evaluate(tmp_path: Path, tiny_init: str) -> None:
+    _write_pairs(tmp_path / "data", 3)
+    out = tmp_path / "model.safetensors"
+    trained = _octanet("train", str(tmp_path / "data"), "--val-split", "val", "--init", tiny_init, "--epochs", "1",
+                       "--fine-epochs", "1", "--batch-size", "2", "--crop-size", "64", "--device", "cpu",
+                       "--out", str(out))
+    assert trained.returncode == 0, trained.stderr
+    assert out.is_file() and out.with_name("model-last.safetensors").is_file()
+    evaluated = _octanet("evaluate", str(tmp_path / "data"), "--split", "val", "--model", str(out), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads(evaluated.stdout)
+    assert summary["n_images"] == 3
+    for key in ("dice", "auc", "acc", "sen", "spe", "fdr", "gmean", "iou"):
+        assert 0.0 <= summary[key] <= 1.0 and f"{key}_std" in summary
+    assert -1.0 <= summary["kappa"] <= 1.0
+
+
+def test_cli_refuses_a_test_split_for_validation(tmp_path: Path) -> None:
+    _write_pairs(tmp_path / "data", 1)
+    result = _octanet("train", str(tmp_path / "data"), "--val-split", "test", "--out", str(tmp_path / "m.safetensors"))
+    assert result.returncode == 2
+    assert "test split" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
+    """The same command under torchrun with DistributedDataParallel on the CPU (gloo)."""
+    _write_pairs(tmp_path / "data", 4)
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "napari_octanet.cli", "train", str(tmp_path / "data"), "--val-split", "val", "--init", tiny_init,
+         "--epochs", "2", "--fine-epochs", "1", "--batch-size", "2", "--crop-size", "64", "--samples-per-epoch", "8",
+         "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last, _ = load_checkpoint(out.with_name("ddp-last.safetensors"))
+    history = last.info.training_state["history"]
+    assert [(h["stage"], h["epoch"]) for h in history] == [(1, 1), (1, 2), (2, 1)]
+    # each of the 2 ranks ran 8 / (2 * 2) = 2 steps per epoch; one epoch line per epoch, from rank 0 only
+    assert result.stderr.count("stage 1 epoch 1/2: loss") == 1

@@ -1,0 +1,361 @@
+"""The Segment vessels dock: outputs and their placement, re-thresholding, re-runs, cancel, errors.
+
+Runs are synchronous (same generator, same callbacks, in the test's thread) except the cancel
+test and the worker test, which use real threads. The network is the tiny one on small images.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Generator
+
+import numpy as np
+import pytest
+import torch
+from napari.layers import Image, Labels
+from napari.utils import notifications
+
+from napari_octanet.core import checkpoint, inference
+from napari_octanet.core.registry import ModelRegistry
+from napari_octanet.core.thresholds import binarise
+from napari_octanet.plugin import segment_widget as segment_module
+from napari_octanet.plugin._segment_job import model_cache
+from napari_octanet.plugin._workers import Job, JobCallbacks
+from napari_octanet.plugin.segment_widget import SegmentWidget
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Generator[None, None, None]:
+    """Tiny convolutions run fastest on one thread, and this machine's other cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_cache() -> Generator[None, None, None]:
+    model_cache.clear()
+    yield
+    model_cache.clear()
+
+
+@pytest.fixture
+def shown(monkeypatch) -> dict[str, list[str]]:
+    """The notifications shown, by kind, instead of napari's pop-ups."""
+    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    for kind in messages:
+        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
+    return messages
+
+
+@pytest.fixture
+def inference_calls(monkeypatch) -> list[int]:
+    """Counts the runs of the core's inference generator (the network), still running the real one."""
+    calls: list[int] = []
+    real = inference.iter_segment
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return (yield from real(*args, **kwargs))
+
+    monkeypatch.setattr(inference, "iter_segment", counted)
+    return calls
+
+
+def dock(viewer, *, synchronous: bool = True) -> SegmentWidget:
+    """The widget docked (as napari does it, so it is torn down with the viewer)."""
+    widget = SegmentWidget(viewer, synchronous=synchronous)
+    viewer.window.add_dock_widget(widget, name="Segment vessels")
+    return widget
+
+
+def run(widget: SegmentWidget) -> None:
+    widget.controls.run_button.changed.emit(True)
+
+
+def outputs(viewer) -> list:
+    return [layer for layer in viewer.layers if "napari_octanet" in layer.metadata]
+
+
+def scan(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    return rng.random(shape).astype(dtype)
+
+
+def test_importing_the_widget_does_not_import_torch():
+    code = "import sys, napari_octanet.plugin.segment_widget; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_2d_image_gives_probability_and_vessel_layers_in_place(make_napari_viewer, registered_tiny, shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 72)), name="scan", scale=(0.5, 0.25), translate=(3.0, 4.0))
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+
+    assert shown["error"] == []
+    probability, vessels = viewer.layers["scan vessel probability"], viewer.layers["scan vessels"]
+    assert isinstance(probability, Image) and isinstance(vessels, Labels)
+    assert probability.data.shape == vessels.data.shape == (64, 72)
+    assert probability.data.dtype == np.float32 and vessels.data.dtype == np.uint8
+    for layer in (probability, vessels):
+        np.testing.assert_allclose(layer.scale, (0.5, 0.25))
+        np.testing.assert_allclose(layer.translate, (3.0, 4.0))
+    assert "Done" in widget.controls.status.value and "cpu" in widget.controls.status.value
+    assert widget.controls.run_button.enabled and not widget.controls.cancel_button.enabled
+
+
+def test_stack_is_segmented_slice_by_slice_in_batches(make_napari_viewer, registered_tiny, inference_calls, shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((3, 40, 48), np.uint16), name="stack", scale=(5.0, 1.0, 1.0))
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    widget.form["batch"].value = 2
+
+    run(widget)
+
+    assert shown["error"] == [] and inference_calls == [1]
+    assert viewer.layers["stack vessel probability"].data.shape == (3, 40, 48)
+    assert viewer.layers["stack vessels"].data.shape == (3, 40, 48)
+    np.testing.assert_allclose(viewer.layers["stack vessels"].scale, (5.0, 1.0, 1.0))
+    assert widget.controls.progress_bar.value == widget.controls.progress_bar.max == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "rgb"),
+    [(scan((64, 64, 3)), True), (scan((48, 64), np.float32), False), (scan((40, 48), np.float64) * 1e4, False)],
+    ids=["rgb", "float32", "float64"],
+)
+def test_rgb_and_float_images(make_napari_viewer, registered_tiny, shown, data, rgb):
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="scan", rgb=rgb)
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+
+    assert shown["error"] == []
+    assert viewer.layers["scan vessels"].data.shape == data.shape[:2]
+
+
+def test_threshold_changes_rebinarise_without_running_the_network(
+    make_napari_viewer, registered_tiny, inference_calls
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((2, 64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+    probability = viewer.layers["scan vessel probability"].data
+    assert not widget.form["level"].enabled
+
+    widget.form["threshold"].value = "manual"
+    widget.form["level"].value = 0.3
+    np.testing.assert_array_equal(viewer.layers["scan vessels"].data, probability > 0.3)
+    widget.form["threshold"].value = "otsu"
+    np.testing.assert_array_equal(viewer.layers["scan vessels"].data, binarise(probability, "otsu"))
+
+    assert widget.form["level"].enabled is False
+    assert inference_calls == [1]
+
+
+def test_a_second_run_updates_the_same_layers_and_reuses_the_model(
+    make_napari_viewer, registered_tiny, monkeypatch, shown
+):
+    loads: list[object] = []
+    real_load = checkpoint.load_model
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+    first = list(viewer.layers)
+    viewer.layers["scan vessels"].name = "renamed by the user"
+
+    run(widget)
+
+    assert shown["error"] == []
+    assert list(viewer.layers) == first
+    assert len(loads) == 1
+
+
+def test_coarse_maps_on_request(make_napari_viewer, registered_tiny):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+    assert len(outputs(viewer)) == 2
+
+    widget.form["coarse"].value = True
+
+    assert viewer.layers["scan coarse vessel probability"].data.shape == (64, 64)
+    assert viewer.layers["scan coarse centerline probability"].data.dtype == np.float32
+    assert len(outputs(viewer)) == 4
+
+
+def test_cancel_in_a_threaded_run_writes_nothing(make_napari_viewer, registered_tiny, monkeypatch, qtbot):
+    """The inference is held after its first step until the test has pressed Cancel."""
+    first_step, release = threading.Event(), threading.Event()
+    real = inference.iter_segment
+
+    def held(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        yield next(steps)
+        first_step.set()
+        release.wait(10)
+        return (yield from steps)
+
+    monkeypatch.setattr(inference, "iter_segment", held)
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((4, 64, 64)), name="stack")
+    widget = dock(viewer, synchronous=False)
+    qtbot.waitUntil(lambda: "Available here" in widget.form["device_info"].value, timeout=20000)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+    qtbot.waitUntil(first_step.is_set, timeout=20000)
+    assert not widget.controls.run_button.enabled
+    widget.controls.cancel_button.changed.emit(True)
+    release.set()
+    qtbot.waitUntil(lambda: widget.controls.run_button.enabled, timeout=20000)
+
+    assert outputs(viewer) == []
+    assert "Cancelled" in widget.controls.status.value
+    assert not widget.controls.cancel_button.enabled
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (scan((2, 2, 64, 64)), "shape (2, 2, 64, 64)"),
+        (scan((16, 16)), "too small"),
+        (np.where(np.eye(64, dtype=bool), np.nan, 1.0).astype(np.float32), "NaN"),
+    ],
+    ids=["4d", "too-small", "nan"],
+)
+def test_unusable_images_are_refused_with_a_notification(make_napari_viewer, registered_tiny, shown, data, expected):
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="bad")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+
+    assert len(shown["error"]) == 1 and expected in shown["error"][0]
+    assert "Traceback" not in shown["error"][0]
+    assert outputs(viewer) == []
+    assert widget.controls.run_button.enabled
+
+
+def test_labels_layers_are_not_offered(make_napari_viewer, registered_tiny, shown):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((64, 64), dtype=np.uint8), name="mask")
+    widget = dock(viewer)
+
+    assert widget.form["image"].choices == ()
+    run(widget)
+    assert len(shown["error"]) == 1 and "No image layer" in shown["error"][0]
+
+
+def test_corrupt_checkpoint_is_named_in_the_error(make_napari_viewer, tmp_path, shown):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint at all")
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.select_model(broken)
+
+    run(widget)
+
+    assert len(shown["error"]) == 1 and str(broken) in shown["error"][0] and "corrupt" in shown["error"][0]
+    assert outputs(viewer) == []
+
+
+def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, monkeypatch, shown):
+    empty = ModelRegistry()
+    for name in empty.names():  # the bundled model, once it ships
+        empty.unregister(name)
+    monkeypatch.setattr(segment_module, "registry", empty)
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    assert widget.form["checkpoint"].visible
+
+    run(widget)
+
+    assert len(shown["error"]) == 1
+    assert "pick a trained OCTA-Net checkpoint" in shown["error"][0] and "train one" in shown["error"][0]
+    assert outputs(viewer) == []
+
+
+def test_a_model_registered_later_is_offered_and_chosen(make_napari_viewer, monkeypatch, tiny_checkpoint):
+    empty = ModelRegistry()
+    for name in empty.names():
+        empty.unregister(name)
+    monkeypatch.setattr(segment_module, "registry", empty)
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+
+    empty.register(tiny_checkpoint, name="just-trained")
+
+    assert "just-trained" in widget.form["model"].choices
+    assert widget.form["model"].value == "just-trained"
+    assert not widget.form["checkpoint"].visible
+
+
+def test_out_of_memory_notes_become_warnings(make_napari_viewer, registered_tiny, monkeypatch, shown):
+    note = "out of GPU memory: retrying with batches of 1 slice(s)"
+    real = inference.iter_segment
+
+    def noted(*args, **kwargs):
+        segmentation = yield from real(*args, **kwargs)
+        segmentation.notes.append(note)
+        return segmentation
+
+    monkeypatch.setattr(inference, "iter_segment", noted)
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+
+    assert shown["warning"] == [f"Segmentation: {note}"]
+    assert note in widget.controls.status.value
+
+
+def test_devices_offered_are_this_machines(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    from napari_octanet.core.devices import available_devices
+
+    assert widget.form["device"].choices == ("auto", *available_devices())
+    assert widget.form["device"].value == "auto"
+    assert "auto →" in widget.form["device_info"].value
+
+
+def test_a_runtime_error_in_a_threaded_job_reaches_on_error(qtbot):
+    """superqt alone would drop it: a RuntimeError is what torch raises, so it must reach the user."""
+    received: list[Exception] = []
+    finished = threading.Event()
+
+    def failing() -> Generator[int, None, None]:
+        yield 1
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    callbacks: JobCallbacks[int, None] = JobCallbacks(
+        on_result=lambda _: None, on_error=received.append, on_finished=finished.set
+    )
+    Job(failing(), callbacks, synchronous=False).start()
+    qtbot.waitUntil(finished.is_set, timeout=10000)
+
+    assert [str(error) for error in received] == ["CUDA error: device-side assert triggered"]

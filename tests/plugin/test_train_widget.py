@@ -1,0 +1,284 @@
+"""The Fine-tune dock: form checks, a synchronous run, Stop in a threaded run, registry hand-over.
+
+Training uses the tiny network on 64 x 64 synthetic images for one or two epochs per stage.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from napari.utils import notifications
+
+from napari_octanet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_octanet.core.network import OctaNet
+from napari_octanet.core.registry import registry
+from napari_octanet.core.synthetic import synthetic_set
+from napari_octanet.plugin import train_widget as train_module
+from napari_octanet.plugin._train_data import LayerData, LayerPair, labelled_slices
+from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
+from napari_octanet.plugin.segment_widget import SegmentWidget
+from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
+from tiny_models import TINY
+
+START = "tiny-start"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny convolutions run fastest on one thread, and this machine's other cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_start(tmp_path):
+    """A registered tiny checkpoint to fine-tune; every name registered during the test is forgotten after."""
+    before = set(registry.names())
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "tiny-start.safetensors", OctaNet(TINY))
+    registry.register(path, START)
+    yield path
+    for name in set(registry.names()) - before:
+        registry.unregister(name)
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """The notifications shown, by kind, instead of napari's pop-ups."""
+    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    for kind in messages:
+        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
+    return messages
+
+
+@pytest.fixture
+def stack():
+    """Three 64 x 64 synthetic images with their labels, as a stack."""
+    pairs = synthetic_set(3, size=64, seed=1)
+    return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs]).astype(np.uint8)
+
+
+def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=START) -> TrainWidget:
+    widget = TrainWidget(viewer, synchronous=synchronous)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    widget._model.value = start
+    widget._epochs.value = epochs
+    widget._fine_epochs.value = 1
+    widget._batch.value = 2
+    widget._folder.value = tmp_path / "models"
+    widget._name.value = name
+    return widget
+
+
+def test_importing_the_dock_does_not_import_torch():
+    code = "import sys, napari_octanet.plugin.train_widget; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_synchronous_run_registers_a_model_the_segment_dock_offers(
+    make_napari_viewer, tmp_path, tiny_start, shown, stack
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="scan")
+    viewer.add_labels(stack[1], name="scan labels")
+    segment = SegmentWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(segment, name="Segment vessels")
+    widget = dock(viewer, tmp_path)
+    assert widget._pairs.rows[0].label.value is viewer.layers["scan labels"]
+
+    widget._controls.run_button.changed.emit(True)
+
+    best = tmp_path / "models" / "tuned.safetensors"
+    assert shown["error"] == []
+    assert best.is_file() and (tmp_path / "models" / "tuned-last.safetensors").is_file()
+    loaded, _ = load_checkpoint(best)
+    assert loaded.info.network.name == "tiny"
+    assert loaded.info.provenance["trained_with"] == "napari-octanet Fine-tune dock"
+    assert len(loaded.info.provenance["validation_images"]) == 1  # 3 slices, 20 % held out
+    assert registry.resolve("tuned") == best.resolve()
+    assert "tuned" in segment._model.choices
+    assert "tuned" in widget._model.choices  # and a starting point for the next run
+    assert [(p.stage, p.epoch) for p in widget._curve.points] == [(1, 1), (2, 1)]
+    assert widget._curve.points[0].val_dice is not None
+    assert not widget._curve.grab().isNull()
+    assert any("Training finished" in m and str(best) in m for m in shown["info"])
+    assert "tuned" in widget._controls.status.value
+    assert widget._controls.progress_bar.value == widget._controls.progress_bar.max
+
+
+def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
+    make_napari_viewer, qtbot, tmp_path, tiny_start, shown, stack
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="scan")
+    viewer.add_labels(stack[1], name="scan labels")
+    widget = dock(viewer, tmp_path, name="stopped", synchronous=False, epochs=500)
+
+    widget._controls.run_button.changed.emit(True)
+    assert widget.running
+    qtbot.waitUntil(lambda: len(widget._curve.points) >= 1, timeout=60_000)
+    widget._controls.cancel_button.changed.emit(True)
+    assert "Stopping" in widget._controls.status.value
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+    best = tmp_path / "models" / "stopped.safetensors"
+    assert shown["error"] == []
+    assert any("Training stopped after" in m for m in shown["info"])
+    loaded, _ = load_checkpoint(best)
+    assert loaded.info.provenance["epochs_run"] >= 1
+    assert registry.resolve("stopped") == best.resolve()
+    last, _ = load_checkpoint(tmp_path / "models" / "stopped-last.safetensors")
+    assert last.info.training_state["epoch"] < 500
+
+
+def test_single_rgb_image_trains_without_validation_and_says_so(make_napari_viewer, tmp_path, tiny_start, shown):
+    ((image, label),) = synthetic_set(1, size=64, seed=4)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([image, image // 2, image], axis=-1), name="colour", rgb=True)
+    viewer.add_labels(label.astype(np.uint8), name="colour labels")
+    widget = dock(viewer, tmp_path, name="single")
+
+    widget.train()
+
+    assert shown["error"] == []
+    assert any("RGB" in m and "grey" in m for m in shown["info"])
+    assert any("only one labelled image" in m and "without validation" in m for m in shown["info"])
+    assert any("no validation" in m for m in shown["info"])
+    assert registry.resolve("single").is_file()
+    assert all(p.val_dice is None for p in widget._curve.points)
+
+
+def test_partially_labelled_stack_uses_only_the_painted_slices(make_napari_viewer, tmp_path, tiny_start, stack):
+    image, label = np.concatenate([stack[0], stack[0][:1]]), np.concatenate([stack[1], stack[1][:1]])
+    label[[1, 3]] = 0
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="stack")
+    viewer.add_labels(label, name="stack labels")
+    widget = dock(viewer, tmp_path)
+
+    request, notes = widget._read_request()
+
+    assert [s.name for s in request.data.slices] == ["stack slice 0", "stack slice 2"]
+    assert any("2 of 4 slices" in note and "skipped" in note for note in notes)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("mismatched", ["'scan'", "(64, 64)", "'labels'", "(48, 48)"]),
+        ("empty", ["'labels'", "are empty", "paint some vessels"]),
+        ("all vessel", ["'labels'", "every pixel as vessel"]),
+        ("tiny", ["'scan'", "only 20 x 20", "at least 32 x 32"]),
+        ("no labels", ["Choose the vessel labels", "'scan'"]),
+        ("name taken", [f"{START!r}", "already listed"]),
+    ],
+)
+def test_form_problems_are_notified_and_start_nothing(
+    make_napari_viewer, monkeypatch, tmp_path, tiny_start, shown, case, expected
+):
+    started = []
+    monkeypatch.setattr(train_module, "train_job", lambda *args: started.append(args))
+    ((image, label),) = synthetic_set(1, size=64, seed=2)
+    label = label.astype(np.uint8)
+    viewer = make_napari_viewer()
+    if case == "tiny":
+        image, label = image[:20, :20], label[:20, :20]
+    viewer.add_image(image, name="scan")
+    if case != "no labels":
+        data = {"mismatched": label[:48, :48], "empty": np.zeros_like(label), "all vessel": np.ones_like(label)}
+        viewer.add_labels(data.get(case, label), name="labels")
+    widget = dock(viewer, tmp_path, name=START if case == "name taken" else "tuned")
+
+    widget.train()
+
+    assert started == [] and not widget.running
+    assert len(shown["error"]) == 1
+    for part in expected:
+        assert part in shown["error"][0]
+    assert "Traceback" not in shown["error"][0]
+    assert not (tmp_path / "models" / "tuned.safetensors").exists()
+
+
+def test_four_dimensional_layers_train_plane_by_plane(make_napari_viewer, tmp_path, tiny_start, stack):
+    image = np.stack([stack[0][:2], stack[0][1:]])  # (2, 2, 64, 64)
+    label = np.stack([stack[1][:2], stack[1][1:]])
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="4d")
+    viewer.add_labels(label, name="4d labels")
+    widget = dock(viewer, tmp_path)
+
+    request, notes = widget._read_request()
+
+    assert len(request.data.slices) == 4 and request.data.slices[3].name == "4d slice (1, 1)"
+    assert any("4 dimensions" in note for note in notes)
+    assert request.data.crop_size == 64
+
+
+def test_pair_rows_match_labels_by_shape_and_can_be_added_and_removed(make_napari_viewer, tmp_path, stack):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="a")
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="other")
+    viewer.add_labels(stack[1], name="a labels")
+    viewer.add_image(stack[0][0], name="b")
+    widget = dock(viewer, tmp_path, start=SCRATCH)
+    table = widget._pairs
+    table.rows[0].image.value = viewer.layers["a"]
+    assert table.rows[0].label.value is viewer.layers["a labels"]
+    assert not table.rows[0].remove_button.enabled
+
+    second = table.add_row()
+    assert second.image.value is viewer.layers["b"]
+    assert second.label.value is viewer.layers["other"]  # the one layer of b's shape
+    assert second.centerline.value is None
+    table.remove_row(second)
+    assert table.rows == [table.rows[0]] and not table.rows[0].remove_button.enabled
+
+
+def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewer, tmp_path, tiny_start):
+    widget = dock(make_napari_viewer(), tmp_path)
+    assert widget._lr.value == pytest.approx(1e-4)
+    widget._model.value = SCRATCH
+    assert widget._lr.value == pytest.approx(1e-3)
+    widget._lr.value = 5e-4
+    widget._model.value = START
+    assert widget._lr.value == pytest.approx(5e-4)  # the user's own value stays
+    widget._epochs.value = 30
+    assert widget._fine_epochs.value == 6
+
+
+def test_default_output_is_a_fresh_folder_under_the_home_models_folder(make_napari_viewer):
+    widget = TrainWidget(make_napari_viewer(), synchronous=True)
+    folder = Path(str(widget._folder.value))
+    assert folder.parent == Path("~/napari-octanet/models").expanduser()
+    assert widget._name.value == "finetuned-" + folder.name
+    assert not folder.exists()
+
+
+def test_progress_and_epoch_size_helpers():
+    from napari_octanet.core.training.trainer import TrainEvent
+
+    step = progress_of(TrainEvent("step", 1, 0, 10, 5, 10, 0.5), (10, 2))
+    assert (step.done, step.total) == (42, 1000) and "epoch 1/10: step 5/10" in step.message
+    epoch = progress_of(TrainEvent("epoch", 2, 1, 2, 10, 10, 0.25, 0.8, 0.8), (10, 2))
+    assert epoch.done == 917 and "Stage 2 (SRS, fine)" in epoch.message and "Dice 0.800" in epoch.message
+    pair = LayerPair(
+        LayerData("x", np.zeros((2, 96, 64), np.uint8)),
+        LayerData("y", np.ones((2, 96, 64), np.uint8) * np.eye(96, 64, dtype=np.uint8)),
+    )
+    data = labelled_slices([pair])
+    assert data.crop_size == 64
+    request = TrainRequest(data, Path("f"), "n", None, epochs=7)
+    assert request.stage_epochs == (7, 1) and request.best_path == Path("f/n.safetensors")
+
+    class Image:
+        image = np.zeros((96, 64))
+
+    assert samples_per_epoch([Image()], batch_size=4, crop_size=64) == 16  # at least 4 batches
+    assert samples_per_epoch([Image()] * 20, batch_size=4, crop_size=64) == 40  # 2 crops cover each image
