@@ -138,6 +138,23 @@ def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
     assert last.info.training_state["epoch"] < 500
 
 
+def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(
+    make_napari_viewer, qtbot, tmp_path, tiny_start, shown, stack
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="scan")
+    viewer.add_labels(stack[1], name="scan labels")
+    widget = dock(viewer, tmp_path, name="closed", synchronous=False, epochs=500)
+    widget.train()
+    qtbot.waitUntil(lambda: len(widget._curve.points) >= 1, timeout=60_000)
+
+    viewer.window.remove_dock_widget(widget.native)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+    assert any("dock closed" in m for m in shown["info"])
+    assert registry.resolve("closed") == (tmp_path / "models" / "closed.safetensors").resolve()
+
+
 def test_single_rgb_image_trains_without_validation_and_says_so(make_napari_viewer, tmp_path, tiny_start, shown):
     ((image, label),) = synthetic_set(1, size=64, seed=4)
     viewer = make_napari_viewer()

@@ -22,7 +22,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
 from napari.utils import notifications
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QAbstractSpinBox, QLabel
+from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QWidget
 from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.registry import DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
@@ -70,21 +70,19 @@ def _heading(text: str) -> QLabel:
     return label
 
 
-class _AlignLabelsOnShow(QObject):
-    """magicgui sizes form labels with the default font before napari's stylesheet applies; redo it on show."""
+class _QtEvents(QObject):
+    """Calls back on Qt events magicgui does not expose: the widget shown, and the widget taken out of its dock."""
 
-    def __init__(self, container: Container) -> None:
-        super().__init__(container.native)
-        self._container = container
+    def __init__(self, widget: QWidget, on_show: Callable[[], None], on_undocked: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._on_show = on_show
+        self._on_undocked = on_undocked
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         if event.type() == QEvent.Type.Show:
-            labelled = [w._labeled_widget() for w in self._container]  # noqa: SLF001 - magicgui's own pairing
-            labels = [lw._label_widget.native for lw in labelled if lw is not None]  # noqa: SLF001
-            if labels:
-                widest = max(label.sizeHint().width() for label in labels)
-                for label in labels:
-                    label.setMinimumWidth(widest)
+            self._on_show()
+        elif event.type() == QEvent.Type.ParentChange and isinstance(watched, QWidget) and watched.parent() is None:
+            self._on_undocked()
         return False
 
 
@@ -226,8 +224,8 @@ class TrainWidget(Container):
         layout.insertWidget(self.index(self._folder), _heading("Output"))
         for widget in (_heading("Model and settings"), self._pairs, _heading("Training data")):
             layout.insertWidget(0, widget)
-        self.native.installEventFilter(_AlignLabelsOnShow(self))
-        self._auto_folder = self._auto_name = ""
+        self.native.installEventFilter(_QtEvents(self.native, self._align_labels, self._on_undocked))
+        self._auto_folder = self._auto_name = self._request_name = ""
         self._advance_output_defaults(force=True)
         self._model.value = self._default_start()
         self._model_kind = self._kind(self._model.value)
@@ -256,6 +254,24 @@ class TrainWidget(Container):
 
     def _on_layers_changed(self) -> None:
         self._pairs.reset_choices()
+
+    def _align_labels(self) -> None:
+        """magicgui sizes form labels with the default font, before napari's stylesheet applies; redo it."""
+        labelled = [widget._labeled_widget() for widget in self]  # magicgui's own label pairing
+        labels = [pair._label_widget.native for pair in labelled if pair is not None]
+        if labels:
+            widest = max(label.sizeHint().width() for label in labels)
+            for label in labels:
+                label.setMinimumWidth(widest)
+
+    def _on_undocked(self) -> None:
+        """The dock was closed: nobody can press Stop any more, so stop now (the best model is still kept)."""
+        if self._controls.running:
+            notifications.show_info(
+                f"Fine-tune dock closed: training stops after the current step, and the best model so far is "
+                f"listed as {self._request_name!r}."
+            )
+            self._controls.cancel()
 
     def _on_destroyed(self) -> None:
         """The Qt widgets are gone: stop listening, and stop a run without calling back into them."""
@@ -346,6 +362,7 @@ class TrainWidget(Container):
         for note in notes:
             notifications.show_info(f"Fine-tune: {note}.")
         self._curve.clear()
+        self._request_name = request.name
         self._controls.start_training(
             functools.partial(train_job, request),
             on_result=functools.partial(self._on_trained, request),
