@@ -95,6 +95,12 @@ def test_time_budget_ends_both_stages(tmp_path: Path, tiny_init: str) -> None:
     assert 1 in stages and 2 in stages and len(stages) < 2000
 
 
+def test_fewer_images_than_a_batch(tmp_path: Path, tiny_init: str) -> None:
+    result = train(tiny_images(2), [], settings(tmp_path, tiny_init, batch_size=4, samples_per_epoch=None,
+                                                epochs=1, fine_epochs=0))
+    assert [h["epoch"] for h in result.history] == [1]
+
+
 def test_same_seed_same_weights(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images(2)
     a = train(images, [], settings(tmp_path / "a", tiny_init, epochs=1, fine_epochs=0))

@@ -242,8 +242,10 @@ class _Run:
         if optimizer_tensors:
             _load_optimizer(self.optimizer, optimizer_tensors)
         wrapped = self.dist.wrap(trainable)
-        samples = self.settings.samples_per_epoch or len(self.train)
-        steps = max(1, samples // (self.settings.batch_size * self.dist.world_size))
+        per_step = self.settings.batch_size * self.dist.world_size
+        # An epoch draws at least one full batch per process, however few the images.
+        samples = max(self.settings.samples_per_epoch or len(self.train), per_step)
+        steps = samples // per_step
         budget = self.settings.stage_budget_seconds(stage)
         clock = _StageClock(state.stage_seconds, budget)
         for epoch in range(state.epoch, epochs):
