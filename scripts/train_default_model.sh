@@ -21,8 +21,8 @@ resume=()
 
 octanet train "$DATA" --layout pairs --split train --val-split val \
     --config lite --init scratch --loss dice_bce \
-    --epochs 100 --fine-epochs 20 --time-budget 95 --samples-per-epoch 1024 --batch-size 8 --lr 2e-3 \
-    --crop-size 256 --balance-groups --patience 100 --seed 0 --threads 2 \
+    --epochs 100 --fine-epochs 20 --time-budget ${BUDGET_MINUTES:-95} --samples-per-epoch 1024 --batch-size 8 --lr 2e-3 \
+    --crop-size 256 --balance-groups --patience 100 --seed 0 --threads ${THREADS:-2} \
     --out "$RUN/octanet-lite.safetensors" "${resume[@]}" \
     --note "Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual + SAM-labelled train_sam). Research use only; the data sets' own terms apply."
 
