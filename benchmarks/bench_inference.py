@@ -56,9 +56,14 @@ def measure(model: str, size: int, device: str, repeats: int, threads: int | Non
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {
-        "model": model, "size": size, "device": device, "threads": torch.get_num_threads(),
-        "ms_per_image": round(statistics.median(times), 1), "parameters": count_parameters(network),
-        "peak_memory_mib": round(peak_mib, 1), "baseline_rss_mib": round(baseline_rss / 1024, 1),
+        "model": model,
+        "size": size,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "ms_per_image": round(statistics.median(times), 1),
+        "parameters": count_parameters(network),
+        "peak_memory_mib": round(peak_mib, 1),
+        "baseline_rss_mib": round(baseline_rss / 1024, 1),
     }
 
 
@@ -81,7 +86,16 @@ def main() -> int:
     for device in devices:
         for model in args.models:
             for size in args.sizes:
-                command = [sys.executable, __file__, "--child", model, str(size), device, "--repeats", str(args.repeats)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    model,
+                    str(size),
+                    device,
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -99,8 +113,10 @@ def _has_cuda() -> bool:
 
 
 def _row(r: dict[str, float | int | str]) -> str:
-    return (f"| {r['model']} | {r['size']} | {r['device']} ({r['threads']} threads) | {r['ms_per_image']} ms "
-            f"| {int(r['parameters']) / 1e6:.2f} M | {r['peak_memory_mib']} MiB |")
+    return (
+        f"| {r['model']} | {r['size']} | {r['device']} ({r['threads']} threads) | {r['ms_per_image']} ms "
+        f"| {int(r['parameters']) / 1e6:.2f} M | {r['peak_memory_mib']} MiB |"
+    )
 
 
 if __name__ == "__main__":

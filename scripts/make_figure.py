@@ -56,7 +56,7 @@ def main() -> None:
         parser.error("give IMAGE LABEL pairs")
     model = load_model(registry.resolve(args.model))
     rows = []
-    for image_path, label_path in zip(args.pairs[::2], args.pairs[1::2]):
+    for image_path, label_path in zip(args.pairs[::2], args.pairs[1::2], strict=False):
         image, label = read_image(image_path), read_label(label_path)
         mask = binarise(segment(model, image, device="cpu").fine)
         print(f"{image_path}: Dice {binary_metrics(mask, label)['dice']:.4f}")

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_models import TINY
-
 from napari_octanet.core.network import OctaNet
+from tiny_models import TINY
 
 
 @pytest.fixture

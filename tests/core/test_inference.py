@@ -35,7 +35,7 @@ def test_2d_output_shapes_and_dtypes(tiny_network: OctaNet, shape: tuple[int, in
     for output in (maps.pixel, maps.centerline, maps.fine):
         assert output.shape == shape
         assert output.dtype == np.float32
-        assert 0.0 <= output.min() and output.max() <= 1.0
+        assert output.min() >= 0.0 and output.max() <= 1.0
 
 
 @pytest.mark.parametrize("shape", [(840, 840), (1024, 1024)])

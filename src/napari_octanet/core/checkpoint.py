@@ -153,11 +153,11 @@ def load_checkpoint(
     path = Path(path)
 
     def read_all(handle: Any) -> tuple[dict[str, str] | None, dict[str, torch.Tensor]]:
-        return handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
+        return handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
 
     metadata, tensors = _open(path, read_all)
     info = _parse_metadata(path, metadata)
-    optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
+    optimizer = {k[len(OPTIMIZER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     network = OctaNet(info.network)
     _check_weights(path, network, weights)

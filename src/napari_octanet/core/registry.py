@@ -121,4 +121,4 @@ def __getattr__(name: str) -> Any:
 #: The process-wide registry shared by the CLI and the napari widgets.
 registry = ModelRegistry()
 
-__all__ = ["CheckpointError", "ModelEntry", "ModelNotFoundError", "ModelRegistry", "bundled_checkpoint", "registry"]
+__all__ = ["ModelEntry", "ModelNotFoundError", "ModelRegistry", "bundled_checkpoint", "registry"]

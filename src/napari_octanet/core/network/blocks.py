@@ -53,7 +53,7 @@ class SplitAttentionConv2d(nn.Module):
         attention = self.fc2(F.relu(self.bn1(self.fc1(gap))))
         attention = self._r_softmax(attention, batch)
         weights = torch.split(attention, self.channels, dim=1)
-        return sum(w * s for w, s in zip(weights, splits))
+        return sum(w * s for w, s in zip(weights, splits, strict=True))
 
     def _r_softmax(self, attention: torch.Tensor, batch: int) -> torch.Tensor:
         if self.radix == 1:
@@ -74,9 +74,7 @@ class DecoderBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.split_attention = SplitAttentionConv2d(out_channels, out_channels, groups=2, radix=2)
-        self.shortcut = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn(self.conv(x)))

@@ -39,9 +39,7 @@ class NetworkConfig:
         return cls(**values)
 
 
-PAPER = NetworkConfig(
-    name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32
-)
+PAPER = NetworkConfig(name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32)
 LITE = NetworkConfig(
     name="lite", blocks=(1, 2, 2, 1), planes=(16, 32, 64, 128), stem_width=8, head_width=8, fine_width=8
 )

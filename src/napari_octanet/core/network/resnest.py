@@ -48,13 +48,9 @@ class Bottleneck(nn.Module):
         if stride == 1 and in_channels == out_channels:
             return None
         pool: nn.Module = (
-            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
-            if stride > 1
-            else nn.Identity()
+            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
         )
-        return nn.Sequential(
-            pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -96,7 +92,7 @@ class ResNeStEncoder(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         channels = 2 * stem_width
         stages = []
-        for index, (n_blocks, n_planes) in enumerate(zip(blocks, planes)):
+        for index, (n_blocks, n_planes) in enumerate(zip(blocks, planes, strict=True)):
             stride = 1 if index == 0 else 2
             stages.append(_stage(channels, n_planes, n_blocks, stride, radix, first=index == 0))
             channels = n_planes * EXPANSION

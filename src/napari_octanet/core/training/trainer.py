@@ -155,8 +155,13 @@ def iter_train(
     torch.manual_seed(settings.seed)
     network, state, optimizer_tensors = _initial_model(settings, device)
     run = _Run(network, train, list(val), settings, dist, device, provenance or {})
-    yield TrainEvent("start", state.stage, state.epoch, settings.stage_epochs[state.stage - 1],
-                     message=f"training on {device} ({len(train)} training, {len(val)} validation images)")
+    yield TrainEvent(
+        "start",
+        state.stage,
+        state.epoch,
+        settings.stage_epochs[state.stage - 1],
+        message=f"training on {device} ({len(train)} training, {len(val)} validation images)",
+    )
     stopped = "completed"
     try:
         for stage in (1, 2):
@@ -181,12 +186,20 @@ def iter_train(
         run.save_last(state, run.optimizer)
     if not run.best_path.exists():
         run.save_best(state)
-    yield TrainEvent("done", state.stage, state.epoch, settings.stage_epochs[min(state.stage, 2) - 1],
-                     best_dice=state.best_dice, message=f"training {stopped}; best model: {run.best_path}")
+    yield TrainEvent(
+        "done",
+        state.stage,
+        state.epoch,
+        settings.stage_epochs[min(state.stage, 2) - 1],
+        best_dice=state.best_dice,
+        message=f"training {stopped}; best model: {run.best_path}",
+    )
     return TrainResult(run.best_path, settings.last_path(), state.best_dice, stopped, state.history, str(device))
 
 
-def _initial_model(settings: TrainSettings, device: torch.device) -> tuple[OctaNet, TrainState, dict[str, torch.Tensor]]:
+def _initial_model(
+    settings: TrainSettings, device: torch.device
+) -> tuple[OctaNet, TrainState, dict[str, torch.Tensor]]:
     if settings.resume:
         loaded, optimizer_tensors = load_checkpoint(settings.resume, device)
         saved = loaded.info.training_state
@@ -265,17 +278,30 @@ class _Run:
             if not losses:
                 break
                 if (step + 1) % max(1, steps // STEP_REPORTS_PER_EPOCH) == 0 and step + 1 < steps:
-                    yield TrainEvent("step", stage, epoch, epochs, step + 1, steps, float(np.mean(losses)),
-                                     best_dice=state.best_dice)
+                    yield TrainEvent(
+                        "step", stage, epoch, epochs, step + 1, steps, float(np.mean(losses)), best_dice=state.best_dice
+                    )
             val_dice, val_auc = self._validate(stage)
             improved = self._record_epoch(state, stage, epoch, float(np.mean(losses)), val_dice, val_auc, started)
             state.epoch = epoch + 1
             self.save_last(state, self.optimizer)
-            message = (f"stage {stage} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}"
-                       + (f", val Dice {val_dice:.4f}" if val_dice is not None else "")
-                       + (" (best)" if improved else ""))
-            yield TrainEvent("epoch", stage, epoch + 1, epochs, steps, steps, float(np.mean(losses)),
-                             val_dice, state.best_dice, message)
+            message = (
+                f"stage {stage} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}"
+                + (f", val Dice {val_dice:.4f}" if val_dice is not None else "")
+                + (" (best)" if improved else "")
+            )
+            yield TrainEvent(
+                "epoch",
+                stage,
+                epoch + 1,
+                epochs,
+                steps,
+                steps,
+                float(np.mean(losses)),
+                val_dice,
+                state.best_dice,
+                message,
+            )
             if state.bad_epochs >= self.settings.patience or clock.out_of_time():
                 break
 
@@ -290,13 +316,16 @@ class _Run:
 
     def _batches(self, stage: int, epoch: int, samples: int) -> Any:
         seed = self.settings.seed * 100_003 + stage * 10_007 + epoch
-        order = epoch_order(self.train, samples, self.settings.balance_groups, seed)[self.dist.rank :: self.dist.world_size]
+        order = epoch_order(self.train, samples, self.settings.balance_groups, seed)[
+            self.dist.rank :: self.dist.world_size
+        ]
         generator = torch.Generator().manual_seed(seed * 31 + self.dist.rank)
         size = self.settings.batch_size
         while True:
             for start in range(0, len(order) - size + 1, size):
-                yield make_batch(self.train, order[start : start + size], self.settings.crop_size,
-                                 self.settings.augment, generator).to(self.device)
+                yield make_batch(
+                    self.train, order[start : start + size], self.settings.crop_size, self.settings.augment, generator
+                ).to(self.device)
             order = np.random.default_rng(seed := seed + 1).permutation(order)
 
     def _step(self, stage: int, trainable: nn.Module, batch: torch.Tensor) -> float:
@@ -347,8 +376,14 @@ class _Run:
         return _mean_over_groups(by_group, "dice"), _mean_over_groups(by_group, "auc")
 
     def _record_epoch(
-        self, state: TrainState, stage: int, epoch: int, loss: float,
-        val_dice: float | None, val_auc: float | None, started: float,
+        self,
+        state: TrainState,
+        stage: int,
+        epoch: int,
+        loss: float,
+        val_dice: float | None,
+        val_auc: float | None,
+        started: float,
     ) -> bool:
         score = val_dice if val_dice is not None else -loss
         improved = score > state.best_dice
@@ -356,8 +391,16 @@ class _Run:
             state.best_dice, state.bad_epochs = score, 0
         else:
             state.bad_epochs += 1
-        state.history.append({"stage": stage, "epoch": epoch + 1, "loss": loss, "val_dice": val_dice,
-                              "val_auc": val_auc, "seconds": round(time.perf_counter() - started, 1)})
+        state.history.append(
+            {
+                "stage": stage,
+                "epoch": epoch + 1,
+                "loss": loss,
+                "val_dice": val_dice,
+                "val_auc": val_auc,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
         if improved:
             self.save_best(state)
         return improved
@@ -371,8 +414,13 @@ class _Run:
             return
         tensors, groups = _optimizer_tensors(optimizer) if optimizer is not None else ({}, [])
         training_state = {**asdict(state), "optimizer_param_groups": groups, "best_path": str(self.best_path)}
-        save_checkpoint(self.settings.last_path(), self.network, provenance=self._provenance(state),
-                        training_state=training_state, optimizer_tensors=tensors)
+        save_checkpoint(
+            self.settings.last_path(),
+            self.network,
+            provenance=self._provenance(state),
+            training_state=training_state,
+            optimizer_tensors=tensors,
+        )
 
     def restore_best(self, state: TrainState) -> None:
         """Stage 2 starts from the best stage-1 weights, not the last ones."""
@@ -383,8 +431,13 @@ class _Run:
     def _provenance(self, state: TrainState) -> dict[str, Any]:
         validation = [h for h in state.history if h.get("val_dice") is not None]
         best = max(validation, key=lambda h: h["val_dice"], default=None)
-        return {**self.provenance, "epochs_run": len(state.history), "best_validation": best,
-                "history": state.history, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {
+            **self.provenance,
+            "epochs_run": len(state.history),
+            "best_validation": best,
+            "history": state.history,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
 
 
 def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
