@@ -145,9 +145,7 @@ def test_rgb_and_float_images(make_napari_viewer, registered_tiny, shown, data, 
     assert viewer.layers["scan vessels"].data.shape == data.shape[:2]
 
 
-def test_threshold_changes_rebinarise_without_running_the_network(
-    make_napari_viewer, registered_tiny, inference_calls
-):
+def test_threshold_changes_rebinarise_without_running_the_network(make_napari_viewer, registered_tiny, inference_calls):
     viewer = make_napari_viewer()
     viewer.add_image(scan((2, 64, 64)), name="scan")
     widget = dock(viewer)
@@ -253,7 +251,7 @@ def test_unusable_images_are_refused_with_a_notification(make_napari_viewer, reg
     assert len(shown["error"]) == 1 and expected in shown["error"][0]
     assert "Traceback" not in shown["error"][0]
     assert outputs(viewer) == []
-    assert widget.controls.run_button.enabled
+    assert widget.controls.run_button.enabled and "Segmentation failed" in widget.controls.status.value
 
 
 def test_labels_layers_are_not_offered(make_napari_viewer, registered_tiny, shown):
@@ -288,7 +286,7 @@ def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, mon
     viewer = make_napari_viewer()
     viewer.add_image(scan((64, 64)), name="scan")
     widget = dock(viewer)
-    assert widget.form["checkpoint"].visible
+    assert not widget.form["checkpoint"].native.isHidden()
 
     run(widget)
 
@@ -309,7 +307,7 @@ def test_a_model_registered_later_is_offered_and_chosen(make_napari_viewer, monk
 
     assert "just-trained" in widget.form["model"].choices
     assert widget.form["model"].value == "just-trained"
-    assert not widget.form["checkpoint"].visible
+    assert widget.form["checkpoint"].native.isHidden()
 
 
 def test_out_of_memory_notes_become_warnings(make_napari_viewer, registered_tiny, monkeypatch, shown):

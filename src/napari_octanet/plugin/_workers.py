@@ -85,6 +85,11 @@ def call_as_job(function: Callable[[], R]) -> Generator[None, None, R]:
     return function()
 
 
+#: Threaded jobs that have not finished. Qt holds bound-method slots only weakly, so without
+#: this a job started and dropped by its caller would vanish and never call back.
+_running_jobs: set[Job[object, object]] = set()
+
+
 class Job(Generic[Y, R]):
     """One run of a progress generator; :meth:`cancel` stops it at its next yield."""
 
@@ -109,10 +114,11 @@ class Job(Generic[Y, R]):
         from napari.qt.threading import create_worker
 
         worker = create_worker(_guarded, self._job, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._callbacks.on_progress)
+        worker.yielded.connect(self._progress)
         worker.returned.connect(self._deliver)
         worker.finished.connect(self._finish)
         self._worker = worker
+        _running_jobs.add(self)
         worker.start()
 
     def cancel(self) -> None:
@@ -130,10 +136,14 @@ class Job(Generic[Y, R]):
         guarded = _guarded(self._job)
         try:
             while not self._cancel_requested:
-                self._callbacks.on_progress(next(guarded))
+                self._progress(next(guarded))
         except StopIteration as stop:
             self._deliver(stop.value)
         self._finish()
+
+    def _progress(self, value: Y) -> None:
+        """Looked up at each call, so that :meth:`abandon` also silences progress already queued."""
+        self._callbacks.on_progress(value)
 
     def _deliver(self, outcome: R | _Failed) -> None:
         """Hand the result over; a failure in the result handler itself (say, writing layers) is an error too."""
@@ -148,6 +158,7 @@ class Job(Generic[Y, R]):
 
     def _finish(self) -> None:
         self._running = False
+        _running_jobs.discard(self)
         # A threaded job can also end cancelled after its last yield (superqt then emits neither
         # 'returned' nor 'aborted'), so "nothing was delivered" is what defines a cancelled job.
         if not self._delivered:
@@ -177,9 +188,9 @@ def notify_failure(action: str, error: Exception) -> None:
     notifications.show_error(describe_failure(action, error))
 
 
-def wrapping_label(text: str) -> Label:
+def wrapping_label(text: str, name: str = "") -> Label:
     """A label without a caption whose text wraps and fills the width (magicgui's are fixed-size)."""
-    label = Label(value=text)
+    label = Label(value=text, name=name)
     label.label = ""
     label.native.setWordWrap(True)
     label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)

@@ -10,7 +10,7 @@ written into output layers tied to the source layer (:mod:`._layers`).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,15 @@ from napari_octanet.core.thresholds import Threshold, binarise
 
 from ._layers import OutputKind, Placement, is_output, write_output
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
-from ._workers import Job, JobCallbacks, JobControls, call_as_job, notify_failure, wrapping_label
+from ._workers import (
+    Job,
+    JobCallbacks,
+    JobControls,
+    call_as_job,
+    describe_failure,
+    notify_failure,
+    wrapping_label,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -40,9 +48,10 @@ DEVICE_LABELS = {"auto": "auto (best available)", "cuda": "CUDA GPU", "mps": "Ap
 
 FINE = OutputKind("fine", "vessel probability", "image", {"colormap": "magma", "contrast_limits": (0.0, 1.0)})
 VESSELS = OutputKind("vessels", "vessels", "labels", {"colormap": {None: "transparent", 1: "cyan"}, "opacity": 0.7})
+_HIDDEN_MAP = {"contrast_limits": (0.0, 1.0), "visible": False}
 COARSE = (
-    OutputKind("pixel", "coarse vessel probability", "image", {"contrast_limits": (0.0, 1.0), "visible": False}),
-    OutputKind("centerline", "coarse centerline probability", "image", {"contrast_limits": (0.0, 1.0), "visible": False}),
+    OutputKind("pixel", "coarse vessel probability", "image", _HIDDEN_MAP),
+    OutputKind("centerline", "coarse centerline probability", "image", _HIDDEN_MAP),
 )
 
 
@@ -52,13 +61,14 @@ class FormError(ValueError):
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """The last run's probability maps and where its layers go; the vessel mask is derived on demand."""
+    """The last run's probability maps, where its layers go, and the threshold its vessel layer shows."""
 
     placement: Placement
     segmentation: Segmentation
+    threshold: Threshold
 
-    def vessel_mask(self, threshold: Threshold) -> np.ndarray:
-        return binarise(self.segmentation.fine, threshold).astype(np.uint8)
+    def vessel_mask(self) -> np.ndarray:
+        return binarise(self.segmentation.fine, self.threshold).astype(np.uint8)
 
     def coarse_maps(self) -> tuple[np.ndarray, np.ndarray]:
         return self.segmentation.pixel, self.segmentation.centerline
@@ -90,7 +100,7 @@ class SegmentWidget(Container):
             tooltip="auto takes a CUDA GPU, then Apple MPS, then the CPU; out of GPU memory, the batch is "
             "halved and then the CPU takes over, with a warning",
         )
-        self._device_info = wrapping_label("Checking this machine's devices…")
+        self._device_info = wrapping_label("Checking this machine's devices…", name="device_info")
         self._batch = SpinBox(
             name="batch",
             min=1,
@@ -118,8 +128,7 @@ class SegmentWidget(Container):
         self._coarse = CheckBox(
             name="coarse",
             text="also add the coarse SCS maps",
-            tooltip="Add the coarse stage's pixel-level and centerline-level probability maps as hidden "
-            "image layers",
+            tooltip="Add the coarse stage's pixel-level and centerline-level probability maps as hidden image layers",
         )
         #: Segment and Cancel, the progress bar and the status line.
         self.controls = JobControls(
@@ -170,7 +179,8 @@ class SegmentWidget(Container):
     # -- choices ------------------------------------------------------------------------------
 
     def _image_choices(self, _: ComboBox) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image) and not is_output(layer)]
+        layers = self._viewer.layers
+        return [(layer.name, layer) for layer in layers if isinstance(layer, Image) and not is_output(layer)]
 
     def _model_choices(self, _: ComboBox) -> list[tuple[str, str]]:
         return [(entry.name, entry.name) for entry in registry.entries()] + [(CHECKPOINT_FILE, CHECKPOINT_FILE)]
@@ -186,8 +196,7 @@ class SegmentWidget(Container):
         self._model.tooltip = (
             f"{entry.description}\n{entry.path}"
             if entry
-            else "Registered models (the bundled default, models trained in the Fine-tune dock), "
-            "or a checkpoint file"
+            else "Registered models (the bundled default, models trained in the Fine-tune dock), or a checkpoint file"
         )
 
     def select_model(self, spec: str | Path) -> None:
@@ -235,7 +244,7 @@ class SegmentWidget(Container):
         self.controls.start(
             segment_job(request),
             on_result=functools.partial(self._on_segmented, Placement.of(layer)),
-            on_error=lambda error: notify_failure("Segmentation", error),
+            on_error=self._on_failed,
         )
 
     def _read_request(self) -> tuple[Image, SegmentRequest]:
@@ -251,10 +260,11 @@ class SegmentWidget(Container):
                 "add its full-resolution level as a layer of its own (viewer.add_image(layer.data[0])) "
                 "and segment that."
             )
+        checkpoint = self._checkpoint_path()
         request = SegmentRequest(
             image=np.array(layer.data),
             rgb=bool(layer.rgb),
-            checkpoint=self._checkpoint_path(),
+            checkpoint=checkpoint,
             device=self._device.value,
             batch_size=int(self._batch.value),
         )
@@ -277,13 +287,17 @@ class SegmentWidget(Container):
         )
 
     def _on_segmented(self, placement: Placement, outcome: SegmentOutcome) -> None:
-        result = SegmentResult(placement, outcome.segmentation)
+        result = SegmentResult(placement, outcome.segmentation, self._current_threshold())
         self._result = result
         write_output(self._viewer, placement, FINE, result.segmentation.fine)
         self._write_vessels(result)
         if self._coarse.value:
             self._write_coarse(result)
         self._report(outcome)
+
+    def _on_failed(self, error: Exception) -> None:
+        notify_failure("Segmentation", error)
+        self.controls.show_status(describe_failure("Segmentation", error))
 
     def _report(self, outcome: SegmentOutcome) -> None:
         """Say which device ran and why; out-of-memory fall-backs are warnings as well."""
@@ -300,8 +314,11 @@ class SegmentWidget(Container):
         return OTSU if self._threshold.value == OTSU else float(self._level.value)
 
     def _on_threshold_changed(self) -> None:
+        """Re-binarise the kept map, only for a new threshold: napari re-sets the choices on layer events."""
         self._level.enabled = self._threshold.value == MANUAL
-        if self._result is not None:
+        threshold = self._current_threshold()
+        if self._result is not None and self._result.threshold != threshold:
+            self._result = replace(self._result, threshold=threshold)
             self._write_vessels(self._result)
 
     def _on_coarse_toggled(self, show: bool) -> None:
@@ -309,7 +326,7 @@ class SegmentWidget(Container):
             self._write_coarse(self._result)
 
     def _write_vessels(self, result: SegmentResult) -> None:
-        write_output(self._viewer, result.placement, VESSELS, result.vessel_mask(self._current_threshold()))
+        write_output(self._viewer, result.placement, VESSELS, result.vessel_mask())
 
     def _write_coarse(self, result: SegmentResult) -> None:
         for kind, data in zip(COARSE, result.coarse_maps(), strict=True):
