@@ -1,6 +1,6 @@
 """``python -m napari_octanet [IMAGE ...]``: napari with the images (or the sample) and the Segment vessels dock.
 
-The same as ``napari IMAGE -w napari-octanet "Segment vessels"``, plus the synthetic sample when no
+The same as ``napari --plugin napari-octanet IMAGE -w napari-octanet "Segment vessels"``, plus the synthetic sample when no
 image is given, so that a first run has something to segment.
 """
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(title="napari-octanet")
     if args.images:
-        viewer.open(args.images, plugin=None)
+        viewer.open(args.images, plugin=PLUGIN)
     else:
         viewer.open_sample(PLUGIN, SAMPLE)
     viewer.window.add_plugin_dock_widget(PLUGIN, SEGMENT_DOCK)
