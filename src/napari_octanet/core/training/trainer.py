@@ -28,7 +28,7 @@ from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..inference import segment
 from ..metrics import evaluate_image
-from ..network import OctaNet, get_config
+from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from .augment import AugmentConfig
 from .data import TrainingImage, epoch_order, make_batch
@@ -45,7 +45,8 @@ class TrainSettings:
     """Everything that defines a training run (recorded in the checkpoint's provenance)."""
 
     out: str = "octanet.safetensors"
-    config: str = "lite"
+    #: A named configuration ('lite', 'paper') or a custom NetworkConfig (used with init 'scratch').
+    config: str | NetworkConfig = "lite"
     init: str | None = None
     epochs: int = 30
     fine_epochs: int | None = None
@@ -206,7 +207,8 @@ def _initial_model(
         state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
         return loaded.network, state, optimizer_tensors
     if settings.init in (None, "", "scratch"):
-        return OctaNet(get_config(settings.config)).to(device), TrainState(), {}
+        config = settings.config if isinstance(settings.config, NetworkConfig) else get_config(settings.config)
+        return OctaNet(config).to(device), TrainState(), {}
     from ..registry import registry
 
     loaded: LoadedModel = load_checkpoint(registry.resolve(settings.init), device)[0]

@@ -1,0 +1,62 @@
+"""Does `lite` lack capacity? Train wider variants under the loss comparison's exact recipe.
+
+    python benchmarks/capacity_experiment.py DATA_ROOT --variant wide_head --minutes 12 [--threads 1]
+
+Same data (OCTA500_3M/train, 10 % held out), loss (Dice + BCE), schedule, crops and budget as the
+Dice + BCE run of ``loss_comparison.sh``; only the network differs. Prints the OCTA500_3M/val
+scores (paper protocol), the parameter count and the steps the budget allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from napari_octanet.core.checkpoint import load_model
+from napari_octanet.core.evaluation import iter_evaluate
+from napari_octanet.core.inference import run_to_end
+from napari_octanet.core.layouts import index_dataset
+from napari_octanet.core.network import LITE, OctaNet, count_parameters
+from napari_octanet.core.training.data import split_train_val, training_images_from_dataset
+from napari_octanet.core.training.trainer import TrainSettings, train
+
+VARIANTS = {
+    "lite": LITE,
+    # full-resolution path twice as wide (decoder head, stem and SRS): costs most of the time budget
+    "wide_head": replace(LITE, name="lite-wide-head", stem_width=16, head_width=16, fine_width=16),
+    # encoder and decoder twice as wide, same full-resolution path
+    "wide_body": replace(LITE, name="lite-wide-body", planes=(32, 64, 128, 256)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="wide_head")
+    parser.add_argument("--minutes", type=float, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = args.data / "OCTA500_3M"
+    images = training_images_from_dataset(str(data), "pairs", "train")
+    train_set, val_set = split_train_val(images, 0.1, seed=0)
+    out = Path("runs/capacity") / f"{args.variant}.safetensors"
+    settings = TrainSettings(
+        out=str(out), config=VARIANTS[args.variant], init="scratch", epochs=100, fine_epochs=20, batch_size=8,
+        lr=2e-3, samples_per_epoch=256, crop_size=256, seed=0, device="cpu", time_budget_minutes=args.minutes,
+    )
+    result = train(train_set, val_set, settings)
+    model = load_model(result.best_path)
+    summary = run_to_end(iter_evaluate(model, index_dataset(str(data), "pairs", "val"), device="cpu")).summary
+    steps = sum(1 for _ in result.history) * (256 // 8)
+    print(json.dumps({"variant": args.variant, "parameters": count_parameters(OctaNet(VARIANTS[args.variant])),
+                      "steps_about": steps, "val_dice": summary["dice"], "val_dice_std": summary["dice_std"],
+                      "val_auc": summary["auc"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
