@@ -33,10 +33,9 @@ def measure(model: str, size: int, device: str, repeats: int, threads: int | Non
     from napari_octanet.core.network import OctaNet, count_parameters, get_config
     from napari_octanet.core.registry import registry
 
-    if model in ("lite", "paper"):
-        network = OctaNet(get_config(model))  # random weights: only the speed is measured
-    else:
-        network = load_model(registry.resolve(model)).network
+    # named configurations get random weights: only the speed is measured
+    named = model in ("lite", "paper")
+    network = OctaNet(get_config(model)) if named else load_model(registry.resolve(model)).network
     image = np.random.default_rng(0).integers(0, 255, (size, size), dtype=np.uint8)
     segment(network, image, device=device)
     if device.startswith("cuda"):

@@ -1,7 +1,7 @@
 """``python -m napari_octanet [IMAGE ...]``: napari with the images (or the sample) and the Segment vessels dock.
 
-The same as ``napari --plugin napari-octanet IMAGE -w napari-octanet "Segment vessels"``, plus the synthetic sample when no
-image is given, so that a first run has something to segment.
+The same as ``napari --plugin napari-octanet IMAGE -w napari-octanet "Segment vessels"``, plus the
+synthetic sample when no image is given, so that a first run has something to segment.
 """
 
 from __future__ import annotations

@@ -73,6 +73,6 @@ def test_a_stack_matches_its_slices(bundled: LoadedModel) -> None:
     pairs = [synthetic_octa(304, seed=s) for s in (3, 4)]
     stack = np.stack([image for image, _ in pairs])
     maps = segment(bundled, stack, device="cpu", batch_size=2).fine
-    for index, (image, label) in enumerate(pairs):
+    for index, (_, label) in enumerate(pairs):
         mask = binarise(maps[index])
         assert binary_metrics(mask, label)["dice"] > DICE_BAR
