@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from .checkpoint import LoadedModel
 from .devices import DeviceChoice, resolve_device
 from .network import OctaNet
 from .preprocess import as_image_stack, normalise, pad_to_multiple
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,8 @@ def segment(model: LoadedModel | OctaNet, image: np.ndarray, **options: object) 
     return run_to_end(iter_segment(model, image, **options))  # type: ignore[arg-type]
 
 
-def run_to_end(generator: Generator[object, None, Segmentation]) -> Segmentation:
-    """Exhaust a progress generator and return its result."""
+def run_to_end(generator: Generator[object, None, R]) -> R:
+    """Exhaust a progress generator (segmentation, evaluation, training) and return its result."""
     while True:
         try:
             next(generator)

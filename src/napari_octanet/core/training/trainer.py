@@ -26,7 +26,7 @@ from torch import nn
 
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from ..devices import resolve_device
-from ..inference import segment
+from ..inference import run_to_end, segment
 from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
@@ -252,7 +252,7 @@ class _Run:
         epochs = self.settings.stage_epochs[stage - 1]
         trainable = self._prepare_stage(stage)
         self.optimizer = torch.optim.Adam(
-            [p for p in trainable.parameters()], lr=self.settings.lr, weight_decay=self.settings.weight_decay
+            trainable.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
         )
         if optimizer_tensors:
             _load_optimizer(self.optimizer, optimizer_tensors)
@@ -497,12 +497,7 @@ def train(
     **options: Any,
 ) -> TrainResult:
     """Run :func:`iter_train` to the end in the calling thread."""
-    generator = iter_train(train_images, val_images, settings, **options)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_train(train_images, val_images, settings, **options))
 
 
 __all__ = ["TrainEvent", "TrainResult", "TrainSettings", "check_training_images", "iter_train", "train"]
