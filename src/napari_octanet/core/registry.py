@@ -54,6 +54,11 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]
 
+    def get(self, name: str) -> ModelEntry | None:
+        """The entry registered under ``name``, or None."""
+        with self._lock:
+            return self._entries.get(name)
+
     def register(self, path: str | Path, name: str | None = None, description: str = "") -> ModelEntry:
         """Add (or replace) a checkpoint under a name; the file must be a valid checkpoint."""
         from .checkpoint import read_info  # imports torch: only when a model is added
@@ -88,8 +93,7 @@ class ModelRegistry:
     def resolve(self, spec: str | Path | None = None) -> Path:
         """Turn a name or a path (None means the default) into a checkpoint path."""
         spec = DEFAULT_NAME if spec is None or str(spec).strip() == "" else spec
-        with self._lock:
-            entry = self._entries.get(str(spec))
+        entry = self.get(str(spec))
         if entry is not None:
             return entry.path
         path = Path(spec).expanduser()

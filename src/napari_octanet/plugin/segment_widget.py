@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, RadioButtons, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, RadioButtons, SpinBox
 from napari.layers import Image
 from napari.utils import notifications
 from superqt.utils import ensure_main_thread
@@ -24,6 +24,7 @@ from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registr
 from napari_octanet.core.thresholds import Threshold, binarise
 
 from ._layers import OutputKind, Placement, is_output, write_output
+from ._model_choice import CHECKPOINT_FILE, checkpoint_picker
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
 from ._workers import (
     Job,
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from napari_octanet.core.inference import Segmentation
 
 #: The model choice that shows the file picker instead of naming a registered model.
-CHECKPOINT_FILE = "checkpoint file…"
 OTSU = "otsu"
 MANUAL = "manual"
 DEVICE_LABELS = {"auto": "auto (best available)", "cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
@@ -88,11 +88,9 @@ class SegmentWidget(Container):
             "8-bit, 16-bit or float pixels",
         )
         self._model = ComboBox(name="model", choices=self._model_choices)
-        self._checkpoint = FileEdit(
+        self._checkpoint = checkpoint_picker(
+            "An OCTA-Net checkpoint (.safetensors), 'lite' or 'paper' configuration: the file says which",
             name="checkpoint",
-            mode="r",
-            filter="OCTA-Net checkpoints (*.safetensors)",
-            tooltip="An OCTA-Net checkpoint (.safetensors), 'lite' or 'paper' configuration: the file says which",
         )
         self._device = ComboBox(
             name="device",
@@ -192,7 +190,7 @@ class SegmentWidget(Container):
     def _on_model_changed(self) -> None:
         from_file = self._model.value == CHECKPOINT_FILE
         self._checkpoint.visible = from_file
-        entry = next((e for e in registry.entries() if e.name == self._model.value), None)
+        entry = registry.get(self._model.value)
         self._model.tooltip = (
             f"{entry.description}\n{entry.path}"
             if entry

@@ -27,6 +27,7 @@ from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.registry import DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 
+from ._model_choice import CHECKPOINT_FILE, checkpoint_picker
 from ._train_curve import LossCurve
 from ._train_data import LayerData, LayerPair, TrainingDataError, labelled_slices
 from ._train_job import TrainOutcome, TrainProgress, TrainRequest, train_job
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 #: Starting-model choices besides the registered models.
 SCRATCH = "scratch (untrained, lite)"
-CHECKPOINT_FILE = "checkpoint file…"
 #: Where models go unless the user picks a folder: never the current directory.
 MODELS_HOME = Path("~/napari-octanet/models")
 #: Suggested learning rates: gentler when fine-tuning trained weights than when starting from scratch.
@@ -141,12 +141,7 @@ class TrainWidget(Container):
         self._viewer = viewer
         self._pairs = PairTable(viewer)
         self._model = ComboBox(label="start from", choices=self._model_choices)
-        self._checkpoint = FileEdit(
-            label="checkpoint",
-            mode="r",
-            filter="OCTA-Net checkpoints (*.safetensors)",
-            tooltip="An OCTA-Net checkpoint (.safetensors) to fine-tune",
-        )
+        self._checkpoint = checkpoint_picker("An OCTA-Net checkpoint (.safetensors) to fine-tune", label="checkpoint")
         self._epochs = SpinBox(
             label="epochs (SCS)",
             min=1,
@@ -299,7 +294,7 @@ class TrainWidget(Container):
     def _on_model_changed(self) -> None:
         choice = self._model.value
         self._checkpoint.visible = choice == CHECKPOINT_FILE
-        entry = next((e for e in registry.entries() if e.name == choice), None)
+        entry = registry.get(choice)
         self._model.tooltip = (
             f"Fine-tune {entry.description}\n{entry.path}"
             if entry
