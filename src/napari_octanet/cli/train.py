@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"command": shlex.join(["octanet", *sys.argv[1:]]) if sys.argv else "", "data": args.data,
                   "training_images": groups, "validation_images": len(val), "note": args.note}
     bar: tqdm | None = None
-    generator = iter_train(train, val, settings_from(args), provenance=provenance)
+    settings = settings_from(args)
+    generator = iter_train(train, val, settings, provenance=provenance)
     try:
         while True:
             event = next(generator)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         result = stop.value
     except KeyboardInterrupt:
         generator.close()
-        print(f"interrupted: best model kept at {args.out}, state at {settings_from(args).last_path()}",
+        print(f"interrupted: best model kept at {args.out}, state at {settings.last_path()}",
               file=sys.stderr)
         return 130
     if is_main:
