@@ -65,6 +65,15 @@ def stack():
     return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs]).astype(np.uint8)
 
 
+@pytest.fixture
+def scan_viewer(make_napari_viewer, stack):
+    """A viewer holding the stack as "scan" and its labels as "scan labels"."""
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="scan")
+    viewer.add_labels(stack[1], name="scan labels")
+    return viewer
+
+
 def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=START) -> TrainWidget:
     widget = TrainWidget(viewer, synchronous=synchronous)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
@@ -82,12 +91,8 @@ def test_importing_the_dock_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_synchronous_run_registers_a_model_the_segment_dock_offers(
-    make_napari_viewer, tmp_path, tiny_start, shown, stack
-):
-    viewer = make_napari_viewer()
-    viewer.add_image(stack[0], name="scan")
-    viewer.add_labels(stack[1], name="scan labels")
+def test_synchronous_run_registers_a_model_the_segment_dock_offers(tmp_path, tiny_start, shown, scan_viewer):
+    viewer = scan_viewer
     segment = SegmentWidget(viewer, synchronous=True)
     viewer.window.add_dock_widget(segment, name="Segment vessels")
     widget = dock(viewer, tmp_path)
@@ -113,12 +118,8 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(
     assert widget._controls.progress_bar.value == widget._controls.progress_bar.max
 
 
-def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
-    make_napari_viewer, qtbot, tmp_path, tiny_start, shown, stack
-):
-    viewer = make_napari_viewer()
-    viewer.add_image(stack[0], name="scan")
-    viewer.add_labels(stack[1], name="scan labels")
+def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(qtbot, tmp_path, tiny_start, shown, scan_viewer):
+    viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="stopped", synchronous=False, epochs=500)
 
     widget._controls.run_button.changed.emit(True)
@@ -138,12 +139,8 @@ def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
     assert last.info.training_state["epoch"] < 500
 
 
-def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(
-    make_napari_viewer, qtbot, tmp_path, tiny_start, shown, stack
-):
-    viewer = make_napari_viewer()
-    viewer.add_image(stack[0], name="scan")
-    viewer.add_labels(stack[1], name="scan labels")
+def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(qtbot, tmp_path, tiny_start, shown, scan_viewer):
+    viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="closed", synchronous=False, epochs=500)
     widget.train()
     qtbot.waitUntil(lambda: len(widget._curve.points) >= 1, timeout=60_000)
