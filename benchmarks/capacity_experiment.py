@@ -31,6 +31,11 @@ VARIANTS = {
     "wide_head": replace(LITE, name="lite-wide-head", stem_width=16, head_width=16, fine_width=16),
     # encoder and decoder twice as wide, same full-resolution path
     "wide_body": replace(LITE, name="lite-wide-body", planes=(32, 64, 128, 256)),
+    # the input image concatenated before the last, full-resolution decoder block
+    "image_skip": replace(LITE, name="lite-image-skip", image_skip=True),
+    "wide_head_image_skip": replace(
+        LITE, name="lite-wide-head-image-skip", stem_width=16, head_width=16, fine_width=16, image_skip=True
+    ),
 }
 
 

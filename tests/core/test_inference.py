@@ -85,6 +85,24 @@ def test_integer_inputs_are_scaled_by_their_dtype_range(tiny_network: OctaNet) -
     np.testing.assert_allclose(as_8bit, as_16bit, atol=1e-4)
 
 
+class _EchoNetwork(nn.Module):
+    """Returns its input as all three maps: shows exactly what the network was given."""
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return image, image, image
+
+
+def test_prescaled_images_are_not_stretched_again() -> None:
+    """Training images are already in [0, 1]; validating them must match the original file's scaling."""
+    dim = np.random.default_rng(3).integers(20, 120, (64, 64), dtype=np.uint8)
+    scaled = dim / np.float32(255)
+    from_file = segment(_EchoNetwork(), dim, device="cpu").fine
+    prescaled = segment(_EchoNetwork(), scaled, device="cpu", prescaled=True).fine
+    stretched = segment(_EchoNetwork(), scaled, device="cpu").fine
+    np.testing.assert_allclose(prescaled, from_file, atol=1e-6)
+    np.testing.assert_allclose(stretched, (dim - dim.min()) / float(dim.max() - dim.min()), atol=1e-6)
+
+
 def test_rgb_is_converted_to_grey(tiny_network: OctaNet) -> None:
     grey = np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)

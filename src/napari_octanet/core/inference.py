@@ -50,6 +50,7 @@ def iter_segment(
     batch_size: int = 4,
     rgb: bool | None = None,
     mixed_precision: bool | None = None,
+    prescaled: bool = False,
 ) -> Generator[Progress, None, Segmentation]:
     """Segment a 2D image, an RGB image or an (N, H, W) stack, slice batch by slice batch.
 
@@ -57,10 +58,12 @@ def iter_segment(
     multiple of 32 and cropped back. On CUDA, inference runs under float16 autocast unless
     ``mixed_precision`` is False; on a CUDA out-of-memory error the batch is halved, and at a
     batch of one the job moves to the CPU; each step is reported in ``notes`` and a Progress.
+    ``prescaled`` says the image is already scaled to [0, 1] (as training images are), so its own
+    min and max must not stretch it again.
     """
     network = model.network if isinstance(model, LoadedModel) else model
     stack, was_2d = as_image_stack(image, rgb=rgb)
-    stack = normalise(stack)
+    stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
     choice = resolve_device(device)
     runner = _BatchRunner(network, choice, batch_size, mixed_precision)
     total = stack.shape[0]

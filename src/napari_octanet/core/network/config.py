@@ -22,6 +22,9 @@ class NetworkConfig:
     head_width: int
     radix: int = 2
     fine_width: int = 64
+    #: Feed the input image to the pixel decoder's last, full-resolution block. The reference's
+    #: decoder only sees encoder features from H/2 down, which blurs 1-2 pixel capillaries.
+    image_skip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

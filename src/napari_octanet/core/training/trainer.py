@@ -370,7 +370,7 @@ class _Run:
         was_training = (self.network.coarse.training, self.network.fine.training)
         by_group: dict[str, list[dict[str, float]]] = {}
         for image in self.val:
-            maps = segment(self.network, image.image, device=self.device, batch_size=1)
+            maps = segment(self.network, image.image, device=self.device, batch_size=1, prescaled=True)
             probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
             by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
         self.network.coarse.train(was_training[0])
