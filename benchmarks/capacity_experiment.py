@@ -1,6 +1,6 @@
 """Does `lite` lack capacity? Train wider variants under the loss comparison's exact recipe.
 
-    python benchmarks/capacity_experiment.py DATA_ROOT --variant wide_head [--epochs 6] [--threads 1]
+    python benchmarks/capacity_experiment.py DATA_ROOT --variant thin_head [--epochs 6] [--threads 1]
 
 Same data (OCTA500_3M/train, 10 % held out), loss (Dice + BCE), schedule, crops and number of
 steps as the Dice + BCE run of ``loss_comparison.sh``; only the network differs. Prints the
@@ -27,22 +27,17 @@ from napari_octanet.core.training.trainer import TrainSettings, train
 
 VARIANTS = {
     "lite": LITE,
-    # full-resolution path twice as wide (decoder head, stem and SRS): costs most of the time budget
-    "wide_head": replace(LITE, name="lite-wide-head", stem_width=16, head_width=16, fine_width=16),
-    # encoder and decoder twice as wide, same full-resolution path
-    "wide_body": replace(LITE, name="lite-wide-body", planes=(32, 64, 128, 256)),
-    # the input image concatenated before the last, full-resolution decoder block
-    "image_skip": replace(LITE, name="lite-image-skip", image_skip=True),
-    "wide_head_image_skip": replace(
-        LITE, name="lite-wide-head-image-skip", stem_width=16, head_width=16, fine_width=16, image_skip=True
-    ),
+    # the first bundled model's network: an 8-channel full-resolution path (stem, decoder head, SRS)
+    "thin_head": replace(LITE, name="lite-thin-head", stem_width=8, head_width=8, fine_width=8),
+    # encoder and decoder twice as wide, thin full-resolution path
+    "wide_body": replace(LITE, name="lite-wide-body", planes=(32, 64, 128, 256), stem_width=8, head_width=8, fine_width=8),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="wide_head")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="lite")
     parser.add_argument("--epochs", type=int, default=6, help="stage-1 epochs of 32 steps; stage 2 gets a third")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -6,7 +6,6 @@ import torch
 from napari_octanet.core.network import LITE, PAPER, NetworkConfig, OctaNet, count_parameters, get_config
 from napari_octanet.core.network.blocks import SplitAttentionConv2d
 from napari_octanet.core.network.srs import FineNet
-from tiny_models import TINY
 
 
 def test_paper_configuration_matches_the_reference_size() -> None:
@@ -71,19 +70,3 @@ def test_unknown_configuration_names_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown network settings"):
         NetworkConfig.from_dict({**LITE.to_dict(), "depth": 3})
 
-
-@pytest.mark.parametrize("image_skip", [False, True])
-def test_image_skip_lets_the_pixel_decoder_see_the_full_resolution_image(image_skip: bool) -> None:
-    torch.manual_seed(0)
-    config = NetworkConfig.from_dict({**TINY.to_dict(), "image_skip": image_skip})
-    coarse = OctaNet(config).coarse.eval()
-    image = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        features = coarse.encoder(image)
-        same_features = [coarse.pixel_decoder(features, x) for x in (image[:, :1], torch.rand(1, 1, 64, 64))]
-    assert torch.equal(*same_features) is not image_skip
-
-
-def test_configs_saved_before_the_image_skip_load_without_it() -> None:
-    old = {k: v for k, v in LITE.to_dict().items() if k != "image_skip"}
-    assert NetworkConfig.from_dict(old).image_skip is False

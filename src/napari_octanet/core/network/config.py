@@ -22,9 +22,6 @@ class NetworkConfig:
     head_width: int
     radix: int = 2
     fine_width: int = 64
-    #: Feed the input image to the pixel decoder's last, full-resolution block. The reference's
-    #: decoder only sees encoder features from H/2 down, which blurs 1-2 pixel capillaries.
-    image_skip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,8 +40,10 @@ class NetworkConfig:
 
 
 PAPER = NetworkConfig(name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32)
+#: Half-width ResNeSt stages but a 16-channel full-resolution path (stem, decoder head, SRS): at
+#: equal training steps, widening that path from 8 gained 0.022 Dice on OCTA-500 3M (README).
 LITE = NetworkConfig(
-    name="lite", blocks=(1, 2, 2, 1), planes=(16, 32, 64, 128), stem_width=8, head_width=8, fine_width=8
+    name="lite", blocks=(1, 2, 2, 1), planes=(16, 32, 64, 128), stem_width=16, head_width=16, fine_width=16
 )
 
 CONFIGS: dict[str, NetworkConfig] = {c.name: c for c in (PAPER, LITE)}

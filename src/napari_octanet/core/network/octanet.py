@@ -26,9 +26,7 @@ class OctaNet(nn.Module):
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         self.config = config
-        self.coarse = CoarseNet(
-            config.blocks, config.planes, config.stem_width, config.head_width, config.radix, config.image_skip
-        )
+        self.coarse = CoarseNet(config.blocks, config.planes, config.stem_width, config.head_width, config.radix)
         self.fine = FineNet(config.fine_width)
 
     def forward(self, image: torch.Tensor) -> OctaNetOutput:

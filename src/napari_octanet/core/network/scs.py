@@ -36,25 +36,22 @@ class _UpStep(nn.Module):
 class PixelDecoder(nn.Module):
     """The full U-Net decoder of the pixel-level ("thick") map: layer4 up to full resolution."""
 
-    def __init__(
-        self, stem_channels: int, stage_channels: tuple[int, int, int, int], head_width: int, image_skip: bool = False
-    ) -> None:
+    def __init__(self, stem_channels: int, stage_channels: tuple[int, int, int, int], head_width: int) -> None:
         super().__init__()
         c1, c2, c3, c4 = stage_channels
-        self.image_skip = image_skip
         self.up4 = _UpStep(c4, c3, c3, c3)
         self.up3 = _UpStep(c3, c2, c2, c2)
         self.up2 = _UpStep(c2, c1, c1, c1)
         self.up1 = _UpStep(c1, stem_channels, stem_channels, stem_channels)
-        self.up0 = _UpStep(stem_channels, stem_channels, 1 if image_skip else 0, head_width)
+        self.up0 = _UpStep(stem_channels, stem_channels, 0, head_width)
         self.head = nn.Conv2d(head_width, 1, 1)
 
-    def forward(self, f: EncoderFeatures, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, f: EncoderFeatures) -> torch.Tensor:
         x = self.up4(f.layer4, f.layer3)
         x = self.up3(x, f.layer2)
         x = self.up2(x, f.layer1)
         x = self.up1(x, f.stem)
-        return torch.sigmoid(self.head(self.up0(x, image if self.image_skip else None)))
+        return torch.sigmoid(self.head(self.up0(x)))
 
 
 class CenterlineDecoder(nn.Module):
@@ -81,16 +78,14 @@ class CoarseNet(nn.Module):
         stem_width: int,
         head_width: int,
         radix: int = 2,
-        image_skip: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = ResNeStEncoder(blocks, planes, stem_width, radix)
         stem_channels = self.encoder.stem_channels
         stage_channels = self.encoder.out_channels
-        self.pixel_decoder = PixelDecoder(stem_channels, stage_channels, head_width, image_skip)
+        self.pixel_decoder = PixelDecoder(stem_channels, stage_channels, head_width)
         self.centerline_decoder = CenterlineDecoder(stem_channels, stage_channels[0], head_width)
 
     def forward(self, x: torch.Tensor) -> CoarseMaps:
-        """``x``: (B, 3, H, W), the grey image repeated on three channels (the encoder's input)."""
         features = self.encoder(x)
-        return CoarseMaps(self.pixel_decoder(features, x[:, :1]), self.centerline_decoder(features))
+        return CoarseMaps(self.pixel_decoder(features), self.centerline_decoder(features))
