@@ -30,7 +30,9 @@ VARIANTS = {
     # the first bundled model's network: an 8-channel full-resolution path (stem, decoder head, SRS)
     "thin_head": replace(LITE, name="lite-thin-head", stem_width=8, head_width=8, fine_width=8),
     # encoder and decoder twice as wide, thin full-resolution path
-    "wide_body": replace(LITE, name="lite-wide-body", planes=(32, 64, 128, 256), stem_width=8, head_width=8, fine_width=8),
+    "wide_body": replace(
+        LITE, name="lite-wide-body", planes=(32, 64, 128, 256), stem_width=8, head_width=8, fine_width=8
+    ),
 }
 
 

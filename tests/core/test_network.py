@@ -69,4 +69,3 @@ def test_unknown_configuration_names_the_choices() -> None:
         get_config("huge")
     with pytest.raises(ValueError, match="unknown network settings"):
         NetworkConfig.from_dict({**LITE.to_dict(), "depth": 3})
-

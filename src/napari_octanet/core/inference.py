@@ -101,9 +101,7 @@ def run_to_end(generator: Generator[object, None, R]) -> R:
 class _BatchRunner:
     """Moves the network to the device and runs padded batches, backing off on CUDA OOM."""
 
-    def __init__(
-        self, network: OctaNet, choice: DeviceChoice, batch_size: int, mixed_precision: bool | None
-    ) -> None:
+    def __init__(self, network: OctaNet, choice: DeviceChoice, batch_size: int, mixed_precision: bool | None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.network = network
