@@ -10,7 +10,8 @@ import torch
 from skimage.io import imread, imsave
 
 from napari_octanet.cli import main
-from napari_octanet.core.checkpoint import save_checkpoint
+from napari_octanet.core.checkpoint import load_model, save_checkpoint
+from napari_octanet.core.inference import segment
 from napari_octanet.core.network import OctaNet
 from tiny_models import TINY
 
@@ -33,6 +34,20 @@ def test_segment_writes_a_map_and_a_mask_per_input(tmp_path: Path, checkpoint: P
     assert probability.shape == mask.shape == (40, 50)
     assert probability.dtype == np.float32 and set(np.unique(mask)) <= {0, 255}
     assert tifffile.imread(tmp_path / "out" / "b_probability.tif").shape == (64, 64)
+
+
+def test_segment_with_rotations_and_flips(tmp_path: Path, checkpoint: Path) -> None:
+    image = np.random.default_rng(2).integers(0, 255, (64, 64), dtype=np.uint8)
+    imsave(tmp_path / "a.png", image, check_contrast=False)
+    for flag, out in (([], "plain"), (["--tta"], "tta")):
+        assert (
+            main(["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / out), "--model", str(checkpoint), *flag])
+            == 0
+        )
+    model = load_model(checkpoint)
+    for out, tta in (("plain", False), ("tta", True)):
+        expected = segment(model, image, device="cpu", tta=tta).fine
+        np.testing.assert_allclose(tifffile.imread(tmp_path / out / "a_probability.tif"), expected, atol=1e-5)
 
 
 def test_fixed_threshold(tmp_path: Path, checkpoint: Path) -> None:

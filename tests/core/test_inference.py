@@ -103,6 +103,39 @@ def test_prescaled_images_are_not_stretched_again() -> None:
     np.testing.assert_allclose(stretched, (dim - dim.min()) / float(dim.max() - dim.min()), atol=1e-6)
 
 
+def _turned(image: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    view = np.rot90(image, turns)
+    return np.ascontiguousarray(view[:, ::-1] if mirrored else view)
+
+
+def test_tta_is_the_mean_of_the_eight_views_turned_back(tiny_network: OctaNet) -> None:
+    image = np.random.default_rng(5).random((64, 96)).astype(np.float32)
+    views = []
+    for turns in range(4):
+        for mirrored in (False, True):
+            fine = segment(tiny_network, _turned(image, turns, mirrored), device="cpu").fine
+            views.append(np.rot90(fine[:, ::-1] if mirrored else fine, -turns))
+    averaged = segment(tiny_network, image, device="cpu", tta=True).fine
+    np.testing.assert_allclose(averaged, np.mean(views, axis=0), atol=1e-5)
+    assert np.abs(averaged - views[0]).max() > 1e-4
+
+
+def test_tta_maps_turn_with_the_image(tiny_network: OctaNet) -> None:
+    """Averaged over all 8 views, the maps of a rotated or mirrored image are the maps rotated or mirrored."""
+    image = np.random.default_rng(6).random((64, 64)).astype(np.float32)
+    maps = segment(tiny_network, image, device="cpu", tta=True).fine
+    for turns, mirrored in ((1, False), (0, True), (3, True)):
+        turned = segment(tiny_network, _turned(image, turns, mirrored), device="cpu", tta=True).fine
+        np.testing.assert_allclose(turned, _turned(maps, turns, mirrored), atol=1e-5)
+
+
+def test_tta_keeps_odd_shapes_and_stacks(tiny_network: OctaNet) -> None:
+    stack = np.random.default_rng(7).random((3, 45, 70)).astype(np.float32)
+    maps = segment(tiny_network, stack, device="cpu", tta=True, batch_size=2)
+    assert maps.fine.shape == maps.pixel.shape == maps.centerline.shape == (3, 45, 70)
+    np.testing.assert_allclose(maps.fine[1], segment(tiny_network, stack[1], device="cpu", tta=True).fine, atol=1e-5)
+
+
 def test_rgb_is_converted_to_grey(tiny_network: OctaNet) -> None:
     grey = np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)

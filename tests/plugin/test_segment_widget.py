@@ -52,13 +52,13 @@ def shown(monkeypatch) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def inference_calls(monkeypatch) -> list[int]:
-    """Counts the runs of the core's inference generator (the network), still running the real one."""
-    calls: list[int] = []
+def inference_calls(monkeypatch) -> list[dict]:
+    """The options of each run of the core's inference generator (the network), still running the real one."""
+    calls: list[dict] = []
     real = inference.iter_segment
 
     def counted(*args, **kwargs):
-        calls.append(1)
+        calls.append(kwargs)
         return (yield from real(*args, **kwargs))
 
     monkeypatch.setattr(inference, "iter_segment", counted)
@@ -121,7 +121,7 @@ def test_stack_is_segmented_slice_by_slice_in_batches(make_napari_viewer, regist
 
     run(widget)
 
-    assert shown["error"] == [] and inference_calls == [1]
+    assert shown["error"] == [] and len(inference_calls) == 1
     assert viewer.layers["stack vessel probability"].data.shape == (3, 40, 48)
     assert viewer.layers["stack vessels"].data.shape == (3, 40, 48)
     np.testing.assert_allclose(viewer.layers["stack vessels"].scale, (5.0, 1.0, 1.0))
@@ -145,6 +145,21 @@ def test_rgb_and_float_images(make_napari_viewer, registered_tiny, shown, data, 
     assert viewer.layers["scan vessels"].data.shape == data.shape[:2]
 
 
+def test_rotations_and_flips_box_averages_the_eight_views(make_napari_viewer, registered_tiny, inference_calls):
+    viewer = make_napari_viewer()
+    image = scan((64, 64))
+    viewer.add_image(image, name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    widget.form["tta"].value = True
+
+    run(widget)
+
+    assert inference_calls[-1]["tta"] is True
+    expected = inference.segment(checkpoint.load_model(registered_tiny.path), image, device="cpu", tta=True).fine
+    np.testing.assert_allclose(viewer.layers["scan vessel probability"].data, expected, atol=1e-5)
+
+
 def test_threshold_changes_rebinarise_without_running_the_network(make_napari_viewer, registered_tiny, inference_calls):
     viewer = make_napari_viewer()
     viewer.add_image(scan((2, 64, 64)), name="scan")
@@ -161,7 +176,7 @@ def test_threshold_changes_rebinarise_without_running_the_network(make_napari_vi
     np.testing.assert_array_equal(viewer.layers["scan vessels"].data, binarise(probability, "otsu"))
 
     assert widget.form["level"].enabled is False
-    assert inference_calls == [1]
+    assert len(inference_calls) == 1
 
 
 def test_a_second_run_updates_the_same_layers_and_reuses_the_model(

@@ -20,6 +20,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="'default' (the bundled lite model), a registered name, or a checkpoint file (.safetensors)",
     )
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or e.g. cuda:1")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the 8 rotations and flips of each image (8x slower, a little better)",
+    )
 
 
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:

@@ -17,8 +17,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
     parser.add_argument("--tolerance", action="store_true", help="3x3 tolerance for centerline-level labels")
-    parser.add_argument("--map", default="fine", choices=("fine", "pixel", "centerline", "coarse"),
-                        help="which output to score (default: fine, the SRS output)")
+    parser.add_argument(
+        "--map",
+        default="fine",
+        choices=("fine", "pixel", "centerline", "coarse"),
+        help="which output to score (default: fine, the SRS output)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--per-image", action="store_true", help="also list every image's scores")
     parser.set_defaults(run=run)
@@ -37,12 +41,27 @@ def run(args: argparse.Namespace) -> int:
         print(index.report(), file=sys.stderr)
     model, choice = load_model_for(args)
     result = run_to_end(
-        iter_evaluate(model, index, threshold=threshold, tolerance=args.tolerance, device=str(choice.device),
-                      which=args.map)
+        iter_evaluate(
+            model,
+            index,
+            threshold=threshold,
+            tolerance=args.tolerance,
+            device=str(choice.device),
+            which=args.map,
+            tta=args.tta,
+        )
     )
     if args.json:
-        payload = {**result.summary, "model": model.source, "data": str(args.data), "split": args.split,
-                   "threshold": threshold, "tolerance": args.tolerance, "map": args.map}
+        payload = {
+            **result.summary,
+            "model": model.source,
+            "data": str(args.data),
+            "split": args.split,
+            "threshold": threshold,
+            "tolerance": args.tolerance,
+            "map": args.map,
+            "tta": args.tta,
+        }
         if args.per_image:
             payload["per_image"] = result.per_image
         print(json.dumps(payload, indent=2))

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model, choice = load_model_for(args)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in files:
-        maps = segment(model, read_image(path), device=choice.device, batch_size=args.batch_size)
+        maps = segment(model, read_image(path), device=choice.device, batch_size=args.batch_size, tta=args.tta)
         mask = binarise(maps.fine, threshold)
         probability_path = args.out / f"{path.stem}_probability.tif"
         mask_path = args.out / f"{path.stem}_vessels.png"

@@ -40,14 +40,15 @@ def iter_evaluate(
     tolerance: bool = False,
     device: str = "auto",
     which: str = "fine",
+    tta: bool = False,
 ) -> Generator[Progress, None, EvaluationResult]:
-    """Segment every labelled image of ``index`` and score it against its full label."""
+    """Segment every labelled image of ``index`` (see ``iter_segment`` for ``tta``) and score it."""
     rows = []
     total = len(index.samples)
     for done, sample in enumerate(index.samples):
         loaded = load_sample(sample)
         label = loaded.label if loaded.label is not None else loaded.pixel_label
-        maps = segment(model, loaded.image, device=device)
+        maps = segment(model, loaded.image, device=device, tta=tta)
         scores = evaluate_image(select_map(maps, which), label, threshold=threshold, tolerance=tolerance)
         rows.append({"image": str(sample.image), "group": sample.group, **scores})
         yield Progress(done + 1, total, f"{sample.stem}: Dice {scores['dice']:.4f}")

@@ -32,6 +32,8 @@ class SegmentRequest:
     checkpoint: Path
     device: str
     batch_size: int
+    #: Average the 8 rotations and flips (see the core's ``iter_segment``).
+    tta: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,6 @@ def segment_job(request: SegmentRequest, cache: ModelCache = model_cache) -> Gen
     yield inference.Progress(0, 0, f"loading model {request.checkpoint.name} on {choice.device}")
     model = cache.get(request.checkpoint, choice.device)
     segmentation = yield from inference.iter_segment(
-        model, request.image, device=choice.device, batch_size=request.batch_size, rgb=request.rgb
+        model, request.image, device=choice.device, batch_size=request.batch_size, rgb=request.rgb, tta=request.tta
     )
     return SegmentOutcome(segmentation, choice.reason, time.perf_counter() - started)

@@ -106,6 +106,12 @@ class SegmentWidget(Container):
             value=4,
             tooltip="Stack slices per network pass; halved automatically when the GPU runs out of memory",
         )
+        self._tta = CheckBox(
+            name="tta",
+            text="average 8 rotations and flips",
+            tooltip="Test-time augmentation: segment each image turned and mirrored 8 ways and average the "
+            "maps; 8 times slower, slightly cleaner vessels (about +0.01 Dice on OCTA-500 val scans)",
+        )
         self._threshold = RadioButtons(
             name="threshold",
             choices=[("Otsu (paper)", OTSU), ("manual", MANUAL)],
@@ -135,7 +141,7 @@ class SegmentWidget(Container):
             "'<image> vessel probability' and '<image> vessels' layers",
             synchronous=synchronous,
         )
-        #: The settings, by name (image, model, checkpoint, device, batch, threshold, level, coarse).
+        #: The settings, by name (image, model, checkpoint, device, batch, tta, threshold, level, coarse).
         self.form = Container(
             widgets=[
                 self._image,
@@ -144,6 +150,7 @@ class SegmentWidget(Container):
                 self._device,
                 self._device_info,
                 self._batch,
+                self._tta,
                 self._threshold,
                 self._level,
                 self._coarse,
@@ -265,6 +272,7 @@ class SegmentWidget(Container):
             checkpoint=checkpoint,
             device=self._device.value,
             batch_size=int(self._batch.value),
+            tta=bool(self._tta.value),
         )
         return layer, request
 
