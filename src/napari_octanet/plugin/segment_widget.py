@@ -157,7 +157,7 @@ class SegmentWidget(Container):
             ]
         )
         self.form.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[self.form, self.controls], labels=False, scrollable=True)
+        super().__init__(widgets=[self.form, self.controls], labels=False)
         self._connect_form(viewer)
         self._on_model_changed()
         self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))

@@ -210,8 +210,7 @@ class TrainWidget(Container):
                 self._augment,
                 self._folder,
                 self._name,
-            ],
-            scrollable=True,
+            ]
         )
         # Plain Qt pieces, placed around the magicgui form rows (bottom up, so indices hold).
         layout = self.native.layout()
