@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
     from napari_octanet.core.inference import Segmentation
 
-#: The model choice that shows the file picker instead of naming a registered model.
 OTSU = "otsu"
 MANUAL = "manual"
 DEVICE_LABELS = {"auto": "auto (best available)", "cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
