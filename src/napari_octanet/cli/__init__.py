@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import evaluate, export, info, segment, train
+from . import evaluate, export, info, models, segment, train
 
-COMMANDS = (segment, evaluate, train, info, export)
+COMMANDS = (segment, evaluate, train, info, export, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,10 @@
-"""One registry of the models a user can pick: the bundled default, and checkpoints they trained.
+"""One registry of the models a user can pick: the bundled default, the model library, and checkpoints added.
 
-The segmentation widget lists it; the training dock and ``octanet train`` add to it. A model
-spec is a registered name ('default', 'lite', or a trained model's name) or a checkpoint path.
+The docks list it; the training dock adds to it. Its entries are the bundled model (once, as
+'default'; 'lite' is an alias that resolves but is not listed), the models registered in this
+process, and every model in the user's model library (:mod:`.library`), scanned again at each
+listing so that models trained or removed elsewhere show up without a restart. A model spec is
+a listed name, the alias, or a checkpoint path.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_NAME = "default"
+#: Names that resolve to the bundled model without being listed (the configuration's name).
+BUNDLED_ALIASES = ("lite",)
 BUNDLED_FILE = "octanet-lite-default.safetensors"
 
 
@@ -45,19 +50,35 @@ class ModelRegistry:
         if bundled is not None:
             entry = ModelEntry(DEFAULT_NAME, bundled, "bundled lite model trained on OCTA-500 and ROSSA")
             self._entries[DEFAULT_NAME] = entry
-            self._entries["lite"] = ModelEntry("lite", bundled, entry.description)
 
     def entries(self) -> list[ModelEntry]:
+        """The registered models, then the library's models not registered already (by file)."""
+        from .library import library_models
+
         with self._lock:
-            return list(self._entries.values())
+            registered = list(self._entries.values())
+        known_paths = {entry.path.resolve() for entry in registered}
+        names = {entry.name for entry in registered}
+        library = []
+        for model in library_models():
+            if model.path.resolve() in known_paths:
+                continue
+            name = model.name if model.name not in names else f"{model.name} (library)"
+            library.append(ModelEntry(name, model.path, f"trained model in the library: {model.path}"))
+        return registered + library
 
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]
 
     def get(self, name: str) -> ModelEntry | None:
-        """The entry registered under ``name``, or None."""
+        """The entry listed under ``name`` (or the bundled model's alias), or None."""
         with self._lock:
-            return self._entries.get(name)
+            if name in BUNDLED_ALIASES and DEFAULT_NAME in self._entries:
+                name = DEFAULT_NAME
+            entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        return next((e for e in self.entries() if e.name == name), None)
 
     def register(self, path: str | Path, name: str | None = None, description: str = "") -> ModelEntry:
         """Add (or replace) a checkpoint under a name; the file must be a valid checkpoint."""
@@ -99,7 +120,7 @@ class ModelRegistry:
         path = Path(spec).expanduser()
         if path.is_file():
             return path
-        if str(spec) in (DEFAULT_NAME, "lite"):
+        if str(spec) in (DEFAULT_NAME, *BUNDLED_ALIASES):
             raise ModelNotFoundError(
                 "no bundled weights are installed with this copy of napari-octanet; "
                 "pass a checkpoint file (--model PATH) or train one with 'octanet train'"
@@ -125,4 +146,12 @@ def __getattr__(name: str) -> Any:
 #: The process-wide registry shared by the CLI and the napari widgets.
 registry = ModelRegistry()
 
-__all__ = ["ModelEntry", "ModelNotFoundError", "ModelRegistry", "bundled_checkpoint", "registry"]
+__all__ = [
+    "BUNDLED_ALIASES",
+    "DEFAULT_NAME",
+    "ModelEntry",
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "bundled_checkpoint",
+    "registry",
+]

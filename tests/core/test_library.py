@@ -1,0 +1,151 @@
+"""The model library (one user folder of trained models), the registry's view of it, and ``octanet models``."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from napari_octanet.cli import main
+from napari_octanet.core import library
+from napari_octanet.core.checkpoint import read_info, save_checkpoint
+from napari_octanet.core.registry import DEFAULT_NAME, ModelNotFoundError, ModelRegistry, bundled_checkpoint
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "models"
+    monkeypatch.setenv(library.ENV_VAR, str(root))
+    return root
+
+
+def put(checkpoint: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, target)
+    return target
+
+
+def test_the_folder_is_the_environment_variable_or_the_user_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(library.ENV_VAR, str(tmp_path / "mine"))
+    assert library.models_dir() == tmp_path / "mine"
+    monkeypatch.delenv(library.ENV_VAR)
+    default = library.models_dir()
+    assert default.name == "models" and "napari-octanet" in str(default)
+
+
+def test_lists_checkpoints_recursively_by_stem_without_resume_or_hidden_files(models, tiny_checkpoint):
+    put(tiny_checkpoint, models / "a.safetensors")
+    put(tiny_checkpoint, models / "runs" / "b.safetensors")
+    put(tiny_checkpoint, models / "runs" / "b-last.safetensors")
+    put(tiny_checkpoint, models / ".training" / "c.safetensors")
+    put(tiny_checkpoint, models / "x" / "same.safetensors")
+    put(tiny_checkpoint, models / "y" / "same.safetensors")
+
+    names = [model.name for model in library.library_models()]
+
+    assert sorted(names) == ["a", "b", "x/same", "y/same"]
+
+
+def test_missing_folder_is_an_empty_library(models):
+    assert library.library_models() == []
+
+
+def test_registry_lists_the_bundled_model_once_and_the_library_after_a_restart(models, tiny_checkpoint):
+    put(tiny_checkpoint, models / "mine.safetensors")
+
+    fresh = ModelRegistry()  # what a new process builds
+
+    names = fresh.names()
+    assert "mine" in names and "lite" not in names
+    assert fresh.resolve("mine") == models / "mine.safetensors"
+    if bundled_checkpoint() is not None:
+        assert names.count(DEFAULT_NAME) == 1
+        assert fresh.resolve("lite") == fresh.resolve(DEFAULT_NAME) == bundled_checkpoint()
+        assert len([e for e in fresh.entries() if e.path == bundled_checkpoint()]) == 1
+
+
+def test_a_registered_library_file_is_listed_once(models, tiny_checkpoint):
+    path = put(tiny_checkpoint, models / "mine.safetensors")
+    fresh = ModelRegistry()
+    fresh.register(path, "mine")
+    assert fresh.names().count("mine") == 1
+
+
+def test_listing_does_not_import_torch(models, tiny_checkpoint):
+    put(tiny_checkpoint, models / "mine.safetensors")
+    code = (
+        "import sys; from napari_octanet.core.registry import registry; "
+        "assert 'mine' in registry.names(); sys.exit('torch' in sys.modules)"
+    )
+    env = {**os.environ, library.ENV_VAR: str(models)}
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+def test_save_to_library_is_float16_unique_and_keeps_provenance(models, tiny_checkpoint):
+    first = library.save_to_library(tiny_checkpoint, "run", {"epochs": 3, "source_layers": ["scan"]})
+    second = library.save_to_library(tiny_checkpoint, "run", {"epochs": 4})
+
+    assert (first.name, second.name) == ("run.safetensors", "run-2.safetensors")
+    with safe_open(str(first), framework="pt") as handle:
+        dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}  # noqa: SIM118
+    assert "torch.float32" not in dtypes and "torch.float16" in dtypes
+    provenance = read_info(first).provenance
+    assert provenance["epochs"] == 3 and provenance["source_layers"] == ["scan"] and "saved_at" in provenance
+    assert first.stat().st_size < tiny_checkpoint.stat().st_size
+
+
+def test_saved_models_follow_the_umask(models, tiny_checkpoint):
+    previous = os.umask(0o027)
+    try:
+        path = library.save_to_library(tiny_checkpoint, "private")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_octanet_models_lists_name_size_date_dice_and_path(models, tiny_network, capsys):
+    history = {"stage": 2, "epoch": 3, "val_dice": 0.8125}
+    save_checkpoint(models / "scored.safetensors", tiny_network, provenance={"best_validation": history})
+    save_checkpoint(models / "unscored.safetensors", tiny_network)
+
+    assert main(["models"]) == 0
+
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "0.8125" in lines["scored"] and str(models / "scored.safetensors") in lines["scored"]
+    assert " - " in lines["unscored"] and "MB" in lines["unscored"]
+    assert set(lines) >= {"NAME", "scored", "unscored"}
+
+
+def test_octanet_models_rm_needs_yes_and_never_removes_the_bundled_model(models, tiny_checkpoint, monkeypatch):
+    path = put(tiny_checkpoint, models / "old.safetensors")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # not a terminal: an answer cannot be asked for
+
+    assert main(["models", "rm", "old"]) == 2 and path.exists()
+    assert main(["models", "rm", "old", "--yes"]) == 0 and not path.exists()
+    assert main(["models", "rm", "old", "--yes"]) == 2
+    assert main(["models", "rm", DEFAULT_NAME, "--yes"]) == 2
+    if bundled_checkpoint() is not None:
+        assert bundled_checkpoint().is_file()
+
+
+def test_segment_resolves_a_library_name(models, tiny_checkpoint, tmp_path):
+    put(tiny_checkpoint, models / "mine.safetensors")
+    from skimage.io import imsave
+
+    imsave(tmp_path / "scan.png", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "scan.png"), "--out", str(out), "--model", "mine", "--device", "cpu"])
+    assert code == 0 and any(out.iterdir())
+
+
+def test_unknown_names_are_not_found(models):
+    with pytest.raises(ModelNotFoundError, match="nope"):
+        ModelRegistry().resolve("nope")
