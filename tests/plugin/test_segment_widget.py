@@ -342,7 +342,7 @@ def test_out_of_memory_notes_become_warnings(make_napari_viewer, registered_tiny
 
     run(widget)
 
-    assert shown["warning"] == [f"Segmentation: {note}"]
+    assert shown["warning"] == [f"Segmentation of 'scan': {note}"]
     assert note in widget.controls.status.value
 
 
@@ -372,3 +372,79 @@ def test_a_runtime_error_in_a_threaded_job_reaches_on_error(qtbot):
     qtbot.waitUntil(finished.is_set, timeout=10000)
 
     assert [str(error) for error in received] == ["CUDA error: device-side assert triggered"]
+
+
+def segmented(make_napari_viewer, registered_tiny, data: np.ndarray | None = None):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)) if data is None else data, name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+    return viewer, widget
+
+
+def test_the_result_shows_over_the_scan(make_napari_viewer, registered_tiny):
+    viewer, _ = segmented(make_napari_viewer, registered_tiny)
+    names = [layer.name for layer in viewer.layers]
+    vessels, probability = viewer.layers["scan vessels"], viewer.layers["scan vessel probability"]
+
+    assert not probability.visible
+    assert 0 < vessels.opacity < 1 and names.index("scan vessels") == len(names) - 1
+
+
+def test_a_painted_stroke_survives_threshold_changes_and_re_runs(make_napari_viewer, registered_tiny, shown):
+    viewer, widget = segmented(make_napari_viewer, registered_tiny)
+    painted = viewer.layers["scan vessels"]
+    painted.paint((5, 5), 7, refresh=True)  # what a brush stroke commits
+    stroke = painted.data.copy()
+
+    widget.form["threshold"].value = "manual"
+    widget.form["level"].value = 0.9
+    run(widget)
+
+    np.testing.assert_array_equal(painted.data, stroke)
+    assert painted.name == "scan corrections" and painted.data[5, 5] == 7
+    fresh = viewer.layers["scan vessels"]
+    assert fresh is not painted and fresh.data[5, 5] != 7
+    assert any("corrections" in message for message in shown["info"])
+
+
+def test_correct_this_result_makes_an_editable_copy_that_runs_leave_alone(make_napari_viewer, registered_tiny, shown):
+    viewer, widget = segmented(make_napari_viewer, registered_tiny)
+    mask = viewer.layers["scan vessels"].data.copy()
+
+    widget.form["correct"].changed.emit(True)
+    corrections = viewer.layers["scan corrections"]
+    np.testing.assert_array_equal(corrections.data, mask)
+    assert viewer.layers.selection.active is corrections and corrections.mode == "paint"
+    corrections.data[0, 0] = 3
+    widget.form["threshold"].value = "manual"
+    widget.form["level"].value = 0.99
+    run(widget)
+    widget.form["correct"].changed.emit(True)  # a second press selects it again, never replaces it
+
+    assert viewer.layers["scan corrections"] is corrections and corrections.data[0, 0] == 3
+    assert [layer.name for layer in viewer.layers].count("scan corrections") == 1
+
+
+def test_correct_before_any_result_says_to_segment_first(make_napari_viewer, shown):
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    widget.form["correct"].changed.emit(True)
+    assert shown["error"] and "Segment" in shown["error"][0]
+
+
+def test_the_otsu_level_used_is_shown(make_napari_viewer, registered_tiny):
+    viewer, widget = segmented(make_napari_viewer, registered_tiny)
+    from napari_octanet.core.thresholds import otsu_level
+
+    level = otsu_level(viewer.layers["scan vessel probability"].data)
+    assert not widget.form["otsu_info"].native.isHidden()
+    assert f"{level:.3f}" in widget.form["otsu_info"].value
+
+
+def test_a_constant_scan_gives_an_empty_mask_and_a_warning(make_napari_viewer, registered_tiny, shown):
+    viewer, _ = segmented(make_napari_viewer, registered_tiny, np.full((64, 64), 120, np.uint8))
+
+    assert not viewer.layers["scan vessels"].data.any()
+    assert shown["warning"] and "'scan'" in shown["warning"][0]

@@ -3,6 +3,10 @@
 Each output layer carries a metadata tag naming its source layer's ``unique_id`` and its role, so
 a second run (or a new threshold) updates the layer it wrote before, even if the user renamed
 it, instead of piling up new layers.
+
+A layer the user paints is theirs: painting on an editable output (the vessel mask) turns it
+into that source's *corrections* layer, which no run or threshold change writes to again; the
+next result goes to a fresh layer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ if TYPE_CHECKING:
     import napari
 
 TAG = "napari_octanet"
+#: The role of a Labels layer the user corrects (made by *Correct this result*, or by painting a result).
+CORRECTIONS_ROLE = "corrections"
+CORRECTIONS_SUFFIX = "corrections"
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,59 @@ class OutputKind:
     name_suffix: str
     layer_type: Literal["image", "labels"]
     style: Mapping[str, Any] = field(default_factory=dict)
+    #: Painting on it makes it the user's corrections layer (see the module docstring).
+    editable: bool = False
 
 
 def is_output(layer: Layer) -> bool:
     """True for layers this plugin wrote (they are results, not inputs to offer)."""
     return TAG in layer.metadata
+
+
+def role_of(layer: Layer) -> tuple[str, str] | None:
+    """(source id, role) of a layer this plugin made, or None."""
+    tag = layer.metadata.get(TAG)
+    if isinstance(tag, Mapping) and "source" in tag and "role" in tag:
+        return str(tag["source"]), str(tag["role"])
+    return None
+
+
+def find_corrections(viewer: napari.viewer.Viewer, source_id: str) -> Labels | None:
+    """The corrections layer made for the source layer with this id, if any."""
+    for layer in viewer.layers:
+        if isinstance(layer, Labels) and role_of(layer) == (source_id, CORRECTIONS_ROLE):
+            return layer
+    return None
+
+
+def add_corrections(viewer: napari.viewer.Viewer, placement: Placement, mask: np.ndarray) -> Labels:
+    """A new editable '<source> corrections' Labels layer holding a copy of ``mask``."""
+    return viewer.add_labels(
+        np.array(mask, dtype=np.uint8),
+        name=f"{placement.source_name} {CORRECTIONS_SUFFIX}",
+        scale=placement.scale,
+        translate=placement.translate,
+        metadata={TAG: {"source": placement.source_id, "role": CORRECTIONS_ROLE}},
+        opacity=0.7,
+    )
+
+
+def _become_corrections(event: Any) -> None:
+    """The user painted on an output: it is theirs now, and later runs write a fresh layer instead."""
+    layer = event.source
+    source, role = role_of(layer) or ("", "")
+    if role == CORRECTIONS_ROLE:
+        return
+    layer.metadata = {**layer.metadata, TAG: {"source": source, "role": CORRECTIONS_ROLE}}
+    old_name = layer.name
+    if old_name.endswith(" vessels"):
+        layer.name = old_name.removesuffix("vessels") + CORRECTIONS_SUFFIX
+    from napari.utils import notifications
+
+    notifications.show_info(
+        f"You painted on {old_name!r}: it is kept as your corrections layer {layer.name!r}; "
+        "new results and thresholds go to a fresh layer."
+    )
 
 
 def find_output(viewer: napari.viewer.Viewer, placement: Placement, kind: OutputKind) -> Layer | None:
@@ -71,7 +126,7 @@ def write_output(viewer: napari.viewer.Viewer, placement: Placement, kind: Outpu
     layer = find_output(viewer, placement, kind)
     if layer is None:
         add = viewer.add_labels if kind.layer_type == "labels" else viewer.add_image
-        return add(
+        layer = add(
             data,
             name=f"{placement.source_name} {kind.name_suffix}",
             scale=placement.scale,
@@ -79,6 +134,9 @@ def write_output(viewer: napari.viewer.Viewer, placement: Placement, kind: Outpu
             metadata={TAG: {"source": placement.source_id, "role": kind.role}},
             **kind.style,
         )
+        if kind.editable:
+            layer.events.paint.connect(_become_corrections)
+        return layer
     layer.data = data
     layer.scale = placement.scale
     layer.translate = placement.translate

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, RadioButtons, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, PushButton, RadioButtons, SpinBox
 from napari.layers import Image
 from napari.utils import notifications
 from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registry
-from napari_octanet.core.thresholds import Threshold, binarise
+from napari_octanet.core.thresholds import Threshold, binarise, otsu_level
 
-from ._layers import OutputKind, Placement, is_output, write_output
-from ._model_choice import CHECKPOINT_FILE, checkpoint_picker
+from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
+from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
 from ._workers import (
     Job,
@@ -45,8 +45,17 @@ OTSU = "otsu"
 MANUAL = "manual"
 DEVICE_LABELS = {"auto": "auto (best available)", "cuda": "CUDA GPU", "mps": "Apple MPS", "cpu": "CPU"}
 
-FINE = OutputKind("fine", "vessel probability", "image", {"colormap": "magma", "contrast_limits": (0.0, 1.0)})
-VESSELS = OutputKind("vessels", "vessels", "labels", {"colormap": {None: "transparent", 1: "cyan"}, "opacity": 0.7})
+#: The result shows over the scan: the probability map is added hidden, the mask translucent on top.
+FINE = OutputKind(
+    "fine", "vessel probability", "image", {"colormap": "magma", "contrast_limits": (0.0, 1.0), "visible": False}
+)
+VESSELS = OutputKind(
+    "vessels",
+    "vessels",
+    "labels",
+    {"colormap": {None: "transparent", 1: "yellow"}, "opacity": 0.5},
+    editable=True,
+)
 _HIDDEN_MAP = {"contrast_limits": (0.0, 1.0), "visible": False}
 COARSE = (
     OutputKind("pixel", "coarse vessel probability", "image", _HIDDEN_MAP),
@@ -68,6 +77,11 @@ class SegmentResult:
 
     def vessel_mask(self) -> np.ndarray:
         return binarise(self.segmentation.fine, self.threshold).astype(np.uint8)
+
+    def otsu_levels(self) -> list[float]:
+        """The Otsu level of each 2D map (one for an image, one per slice for a stack)."""
+        fine = self.segmentation.fine
+        return [otsu_level(plane) for plane in fine.reshape(-1, *fine.shape[-2:])]
 
     def coarse_maps(self) -> tuple[np.ndarray, np.ndarray]:
         return self.segmentation.pixel, self.segmentation.centerline
@@ -128,6 +142,21 @@ class SegmentWidget(Container):
             enabled=False,
             tooltip="Manual threshold on the vessel probability (applies at once, no re-run)",
         )
+        self._otsu_info = wrapping_label("", name="otsu_info")
+        self._otsu_info.visible = False
+        self._correct = PushButton(
+            name="correct",
+            text="Correct this result",
+            tooltip="Copy the current vessel mask into an editable '<image> corrections' Labels layer to paint "
+            "on; runs and threshold changes never write to it, and the Fine-tune dock trains on it",
+        )
+        self._rerun_after_training = CheckBox(
+            name="rerun",
+            value=True,
+            text="segment again with a newly fine-tuned model",
+            tooltip="When the Fine-tune dock finishes, select its model here and segment the image it was "
+            "trained on again, so you see what changed",
+        )
         self._coarse = CheckBox(
             name="coarse",
             text="also add the coarse SCS maps",
@@ -152,6 +181,9 @@ class SegmentWidget(Container):
                 self._tta,
                 self._threshold,
                 self._level,
+                self._otsu_info,
+                self._correct,
+                self._rerun_after_training,
                 self._coarse,
             ]
         )
@@ -160,6 +192,7 @@ class SegmentWidget(Container):
         self._connect_form(viewer)
         self._on_model_changed()
         self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
+        model_trained.connect(self._on_model_trained)
         self._probe = self._start_device_probe(synchronous)
         self.native.destroyed.connect(self._on_destroyed)
 
@@ -172,11 +205,13 @@ class SegmentWidget(Container):
         self._threshold.changed.connect(self._on_threshold_changed)
         self._level.changed.connect(self._on_threshold_changed)
         self._coarse.changed.connect(self._on_coarse_toggled)
+        self._correct.changed.connect(self.make_corrections_layer)
         self.controls.run_button.changed.connect(self.segment)
 
     def _on_destroyed(self) -> None:
         """The Qt widgets are gone: stop listening, and stop any job without calling back into them."""
         self._unsubscribe()
+        model_trained.disconnect(self._on_model_trained)
         self.controls.abandon()
         self._probe.abandon()
 
@@ -205,8 +240,10 @@ class SegmentWidget(Container):
 
     def select_model(self, spec: str | Path) -> None:
         """Choose a registered model by name, or else a checkpoint file by path (for scripts and docks)."""
-        if str(spec) in registry.names():
-            self._model.value = str(spec)
+        entry = registry.get(str(spec))
+        if entry is not None:
+            self._model.reset_choices()
+            self._model.value = entry.name
         else:
             self._model.value = CHECKPOINT_FILE
             self._checkpoint.value = Path(spec)
@@ -217,6 +254,14 @@ class SegmentWidget(Container):
         self._model.reset_choices()
         if nothing_usable:
             self._model.value = entry.name
+
+    def _on_model_trained(self, trained: TrainedModel) -> None:
+        """Select the new model and, if asked, segment the image it was trained on again (cellpose's loop)."""
+        self.select_model(trained.name)
+        image = next((layer for _, layer in self._image_choices(self._image) if layer.name == trained.image), None)
+        if self._rerun_after_training.value and image is not None and not self.controls.running:
+            self._image.value = image
+            self.segment()
 
     # -- devices ------------------------------------------------------------------------------
 
@@ -298,18 +343,19 @@ class SegmentWidget(Container):
         self._write_vessels(result)
         if self._coarse.value:
             self._write_coarse(result)
-        self._report(outcome)
+        self._report(placement.source_name, outcome)
 
     def _on_failed(self, error: Exception) -> None:
         notify_failure("Segmentation", error)
         self.controls.show_status(describe_failure("Segmentation", error))
 
-    def _report(self, outcome: SegmentOutcome) -> None:
-        """Say which device ran and why; out-of-memory fall-backs are warnings as well."""
+    def _report(self, layer_name: str, outcome: SegmentOutcome) -> None:
+        """Say which device ran and why; each note of the core (a featureless scan, an out-of-memory
+        fall-back) is a warning naming the layer as well."""
         segmentation = outcome.segmentation
         notes = segmentation.notes
         for note in notes:
-            notifications.show_warning(f"Segmentation: {note}")
+            notifications.show_warning(f"Segmentation of {layer_name!r}: {note}")
         summary = f"Done in {outcome.seconds:.1f} s on {segmentation.device} ({outcome.device_reason})."
         self.controls.show_status(summary + "".join(f" Note: {note}." for note in notes))
 
@@ -332,6 +378,29 @@ class SegmentWidget(Container):
 
     def _write_vessels(self, result: SegmentResult) -> None:
         write_output(self._viewer, result.placement, VESSELS, result.vessel_mask())
+        self._show_otsu_levels(result)
+
+    def _show_otsu_levels(self, result: SegmentResult) -> None:
+        self._otsu_info.visible = result.threshold == OTSU
+        levels = result.otsu_levels()
+        if len(levels) == 1:
+            self._otsu_info.value = f"Otsu level used: {levels[0]:.3f}"
+        else:
+            self._otsu_info.value = f"Otsu levels used: {min(levels):.3f} to {max(levels):.3f} (one per slice)"
+
+    def make_corrections_layer(self) -> None:
+        """An editable copy of the current mask to paint on; an existing corrections layer is never replaced."""
+        if self._result is None:
+            notifications.show_error("Segment an image first: the corrections layer starts from its vessel mask.")
+            return
+        placement = self._result.placement
+        layer = find_corrections(self._viewer, placement.source_id)
+        if layer is None:
+            layer = add_corrections(self._viewer, placement, self._result.vessel_mask())
+        else:
+            notifications.show_info(f"{layer.name!r} already holds your corrections; it is selected, not replaced.")
+        self._viewer.layers.selection.active = layer
+        layer.mode = "paint"
 
     def _write_coarse(self, result: SegmentResult) -> None:
         for kind, data in zip(COARSE, result.coarse_maps(), strict=True):
