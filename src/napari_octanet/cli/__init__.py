@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import evaluate, export, info, models, segment, train
+from . import evaluate, export, info, measure, models, segment, train
 
-COMMANDS = (segment, evaluate, train, info, export, models)
+COMMANDS = (segment, evaluate, train, info, export, models, measure)
 
 
 def build_parser() -> argparse.ArgumentParser:

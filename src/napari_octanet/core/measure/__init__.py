@@ -17,7 +17,7 @@ from .records import (
     measure_scan,
 )
 from .regions import ETDRS_RINGS, Ring, etdrs_rings
-from .units import Units, check_pixel_size, pixel_size_from_fov
+from .units import Units, check_fov, check_pixel_size, pixel_size_from_fov
 from .vessels import VesselMeasures, box_counting_dimension
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Units",
     "VesselMeasures",
     "box_counting_dimension",
+    "check_fov",
     "check_pixel_size",
     "etdrs_rings",
     "faz_measures",

@@ -15,16 +15,22 @@ MAX_FOV_MM = 30.0
 MAX_PIXEL_UM = 200.0
 
 
-def pixel_size_from_fov(fov_mm: float, width_px: int) -> float:
-    """Micrometres per pixel of an image ``width_px`` pixels wide spanning ``fov_mm`` (square pixels)."""
+def check_fov(fov_mm: float) -> float:
+    """Return a plausible field of view (mm) as a float; else a ValueError naming it."""
     if not _is_number_in(fov_mm, 0.0, MAX_FOV_MM):
         raise ValueError(
             f"field of view {fov_mm!r} mm makes no sense: give the scan's width in mm, "
             f"a number above 0 and at most {MAX_FOV_MM:g} (e.g. 3 for a 3 x 3 mm scan)"
         )
+    return float(fov_mm)
+
+
+def pixel_size_from_fov(fov_mm: float, width_px: int) -> float:
+    """Micrometres per pixel of an image ``width_px`` pixels wide spanning ``fov_mm`` (square pixels)."""
+    fov = check_fov(fov_mm)
     if width_px < 1:
         raise ValueError(f"image width {width_px} px: an image must be at least one pixel wide")
-    return check_pixel_size(1000.0 * float(fov_mm) / width_px)
+    return check_pixel_size(1000.0 * fov / width_px)
 
 
 def check_pixel_size(pixel_size_um: float | None) -> float | None:

@@ -1,0 +1,110 @@
+"""``octanet measure``: masks or scans to one CSV, FAZ with scans, never over an existing file."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.io import imsave
+
+from napari_octanet.cli import main
+from napari_octanet.cli.measure import add_measure_options, measures_for
+from napari_octanet.core.synthetic import synthetic_octa
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture
+def synthetic_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A synthetic 304-px scan and its vessel mask, in folders of their own, under the same stem."""
+    image, label = synthetic_octa(304, seed=0)
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "masks").mkdir()
+    imsave(tmp_path / "scans" / "eye.png", image, check_contrast=False)
+    imsave(tmp_path / "masks" / "eye.png", label.astype(np.uint8) * 255, check_contrast=False)
+    return tmp_path / "scans", tmp_path / "masks"
+
+
+def test_masks_alone_give_vessel_columns_in_pixels(tmp_path: Path, synthetic_pair: tuple[Path, Path]) -> None:
+    _, masks = synthetic_pair
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(masks), "--masks", "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert (row["file"], row["region"], row["units"]) == ("eye.png", "whole", "px")
+    assert float(row["vad"]) == pytest.approx(100 * synthetic_octa(304, seed=0)[1].mean())
+    assert not any(name.startswith("faz_") for name in row)
+
+
+def test_masks_with_scans_and_fov_give_rings_and_faz(tmp_path: Path, synthetic_pair: tuple[Path, Path]) -> None:
+    scans, masks = synthetic_pair
+    out = tmp_path / "m.csv"
+    code = main(
+        ["measure", str(masks / "eye.png"), "--masks", "--scans", str(scans), "--fov-mm", "3", "--out", str(out)]
+    )
+    assert code == 0
+    rows = read_rows(out)
+    assert [row["region"] for row in rows] == ["whole", "fovea", "parafovea"]
+    assert float(rows[0]["pixel_size_um"]) == pytest.approx(3000 / 304)
+    assert 0.05 < float(rows[0]["faz_area_mm2"]) < 1.0
+    assert rows[1]["faz_area_mm2"] == ""
+
+
+def test_scans_are_segmented_then_measured(tmp_path: Path, tiny_checkpoint: Path, synthetic_pair) -> None:
+    scans, _ = synthetic_pair
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(scans), "--model", str(tiny_checkpoint), "--device", "cpu", "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert row["file"] == "eye.png" and "faz_area_px2" in row and 0 <= float(row["vad"]) <= 100
+
+
+def test_an_existing_csv_is_kept_unless_overwrite(tmp_path: Path, synthetic_pair, capsys) -> None:
+    _, masks = synthetic_pair
+    out = tmp_path / "m.csv"
+    out.write_text("precious")
+    assert main(["measure", str(masks), "--masks", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "precious"
+    assert main(["measure", str(masks), "--masks", "--out", str(out), "--overwrite"]) == 0
+    assert read_rows(out)[0]["file"] == "eye.png"
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fov-mm", "-3"], "field of view -3.0"),
+        (["--fov-mm", "nan"], "field of view nan"),
+        (["--scans", "{}"], "no scan"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, synthetic_pair, capsys, extra: list[str], message: str) -> None:
+    _, masks = synthetic_pair
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    extra = [a.format(empty) for a in extra]
+    assert main(["measure", str(masks), "--masks", "--out", str(tmp_path / "m.csv"), *extra]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_segment_hook_measures_each_mask_into_one_table(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_measure_options(parser)
+    assert measures_for(parser.parse_args([]), tmp_path / "measures.csv") is None
+    table = measures_for(parser.parse_args(["--measure", "--fov-mm", "3"]), tmp_path / "measures.csv")
+    image, label = synthetic_octa(304, seed=1)
+    table.add("a.png", label, scan=image)
+    table.add("b.png", np.zeros_like(label), scan=None, faz=None)
+    rows = read_rows(table.write())
+    assert [(r["file"], r["region"]) for r in rows][:3] == [
+        ("a.png", "whole"),
+        ("a.png", "fovea"),
+        ("a.png", "parafovea"),
+    ]
+    assert rows[-1]["file"] == "b.png" and float(rows[-1]["vad"]) == 0 and rows[-1]["faz_area_mm2"] == ""
