@@ -5,6 +5,7 @@ Training uses the tiny network on 64 x 64 synthetic images for one or two epochs
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 from napari.utils import notifications
+from safetensors import safe_open
 
+from napari_octanet.core import inference
 from napari_octanet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_octanet.core.library import ENV_VAR
 from napari_octanet.core.network import OctaNet
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
@@ -81,7 +85,6 @@ def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=ST
     widget._epochs.value = epochs
     widget._fine_epochs.value = 1
     widget._batch.value = 2
-    widget._folder.value = tmp_path / "models"
     widget._name.value = name
     return widget
 
@@ -91,7 +94,9 @@ def test_importing_the_dock_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_synchronous_run_registers_a_model_the_segment_dock_offers(tmp_path, tiny_start, shown, scan_viewer):
+def test_synchronous_run_registers_a_model_the_segment_dock_offers(
+    tmp_path, tiny_start, shown, scan_viewer, model_library
+):
     viewer = scan_viewer
     segment = SegmentWidget(viewer, synchronous=True)
     viewer.window.add_dock_widget(segment, name="Segment vessels")
@@ -100,12 +105,17 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(tmp_path, tin
 
     widget._controls.run_button.changed.emit(True)
 
-    best = tmp_path / "models" / "tuned.safetensors"
+    best = model_library / "tuned.safetensors"
     assert shown["error"] == []
-    assert best.is_file() and (tmp_path / "models" / "tuned-last.safetensors").is_file()
+    assert [p.name for p in model_library.rglob("*.safetensors")] == [best.name]  # no resume state left
     loaded, _ = load_checkpoint(best)
     assert loaded.info.network.name == "tiny"
-    assert loaded.info.provenance["trained_with"] == "napari-octanet Fine-tune dock"
+    provenance = loaded.info.provenance
+    assert provenance["trained_with"] == "napari-octanet Fine-tune dock"
+    assert provenance["source_layers"] == ["scan / scan labels"] and provenance["starting_model"] == START
+    assert provenance["epochs"] == {"scs": 1, "srs": 1} and provenance["best_validation"]["val_dice"] is not None
+    with safe_open(str(best), framework="pt") as handle:
+        assert {handle.get_slice(key).get_dtype() for key in handle.keys()} <= {"F16", "I64"}  # noqa: SIM118
     assert len(loaded.info.provenance["validation_images"]) == 1  # 3 slices, 20 % held out
     assert registry.resolve("tuned") == best.resolve()
     assert "tuned" in segment._model.choices
@@ -118,7 +128,9 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(tmp_path, tin
     assert widget._controls.progress_bar.value == widget._controls.progress_bar.max
 
 
-def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(qtbot, tmp_path, tiny_start, shown, scan_viewer):
+def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
+    qtbot, tmp_path, tiny_start, shown, scan_viewer, model_library
+):
     viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="stopped", synchronous=False, epochs=500)
 
@@ -129,17 +141,19 @@ def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(qtbot, tmp_pa
     assert "Stopping" in widget._controls.status.value
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
 
-    best = tmp_path / "models" / "stopped.safetensors"
+    best = model_library / "stopped.safetensors"
     assert shown["error"] == []
-    assert any("Training stopped after" in m for m in shown["info"])
+    assert any("Training stopped at step" in m for m in shown["info"])
     loaded, _ = load_checkpoint(best)
     assert loaded.info.provenance["epochs_run"] >= 1
     assert registry.resolve("stopped") == best.resolve()
-    last, _ = load_checkpoint(tmp_path / "models" / "stopped-last.safetensors")
-    assert last.info.training_state["epoch"] < 500
+    bar = widget._controls.progress_bar
+    assert 0 < bar.value < bar.max
 
 
-def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(qtbot, tmp_path, tiny_start, shown, scan_viewer):
+def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(
+    qtbot, tmp_path, tiny_start, shown, scan_viewer, model_library
+):
     viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="closed", synchronous=False, epochs=500)
     widget.train()
@@ -149,7 +163,7 @@ def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(qtbot, tmp_pa
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
 
     assert any("dock closed" in m for m in shown["info"])
-    assert registry.resolve("closed") == (tmp_path / "models" / "closed.safetensors").resolve()
+    assert registry.resolve("closed") == (model_library / "closed.safetensors").resolve()
 
 
 def test_single_rgb_image_trains_without_validation_and_says_so(make_napari_viewer, tmp_path, tiny_start, shown):
@@ -195,7 +209,7 @@ def test_partially_labelled_stack_uses_only_the_painted_slices(make_napari_viewe
     ],
 )
 def test_form_problems_are_notified_and_start_nothing(
-    make_napari_viewer, monkeypatch, tmp_path, tiny_start, shown, case, expected
+    make_napari_viewer, monkeypatch, tmp_path, tiny_start, shown, case, expected, model_library
 ):
     started = []
     monkeypatch.setattr(train_module, "train_job", lambda *args: started.append(args))
@@ -217,7 +231,7 @@ def test_form_problems_are_notified_and_start_nothing(
     for part in expected:
         assert part in shown["error"][0]
     assert "Traceback" not in shown["error"][0]
-    assert not (tmp_path / "models" / "tuned.safetensors").exists()
+    assert not list(model_library.rglob("*.safetensors"))
 
 
 def test_four_dimensional_layers_train_plane_by_plane(make_napari_viewer, tmp_path, tiny_start, stack):
@@ -267,21 +281,19 @@ def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewe
     assert widget._fine_epochs.value == 6
 
 
-def test_default_output_is_a_fresh_folder_under_the_home_models_folder(make_napari_viewer):
+def test_default_name_is_fresh_and_nothing_is_written_before_training(make_napari_viewer, model_library):
     widget = TrainWidget(make_napari_viewer(), synchronous=True)
-    folder = Path(str(widget._folder.value))
-    assert folder.parent == Path("~/napari-octanet/models").expanduser()
-    assert widget._name.value == "finetuned-" + folder.name
-    assert not folder.exists()
+    assert widget._name.value.startswith("finetuned-") and widget._name.value not in registry.names()
+    assert not model_library.exists()
 
 
 def test_progress_and_epoch_size_helpers():
     from napari_octanet.core.training.trainer import TrainEvent
 
-    step = progress_of(TrainEvent("step", 1, 0, 10, 5, 10, 0.5), (10, 2))
-    assert (step.done, step.total) == (42, 1000) and "epoch 1/10: step 5/10" in step.message
-    epoch = progress_of(TrainEvent("epoch", 2, 1, 2, 10, 10, 0.25, 0.8, 0.8), (10, 2))
-    assert epoch.done == 917 and "Stage 2 (SRS, fine)" in epoch.message and "Dice 0.800" in epoch.message
+    step = progress_of(TrainEvent("step", 1, 0, 10, 5, 10, 0.5), (10, 2), 10)
+    assert (step.done, step.total) == (5, 120) and "epoch 1/10: step 5/10" in step.message
+    epoch = progress_of(TrainEvent("epoch", 2, 1, 2, 10, 10, 0.25, 0.8, 0.8), (10, 2), 10)
+    assert epoch.done == 110 and "Stage 2 (SRS, fine)" in epoch.message and "Dice 0.800" in epoch.message
     pair = LayerPair(
         LayerData("x", np.zeros((2, 96, 64), np.uint8)),
         LayerData("y", np.ones((2, 96, 64), np.uint8) * np.eye(96, 64, dtype=np.uint8)),
@@ -296,3 +308,74 @@ def test_progress_and_epoch_size_helpers():
 
     assert samples_per_epoch([Image()], batch_size=4, crop_size=64) == 16  # at least 4 batches
     assert samples_per_epoch([Image()] * 20, batch_size=4, crop_size=64) == 40  # 2 crops cover each image
+
+
+def test_batch_size_one_is_refused_with_the_reason(make_napari_viewer, tmp_path, tiny_start):
+    widget = dock(make_napari_viewer(), tmp_path)
+    with pytest.raises(ValueError, match="outside of the allowed range"):
+        widget._batch.value = 1
+    widget._batch.native.setValue(1)  # typing 1 in the box
+    assert widget._batch.value == 2
+    assert "batch normalisation" in widget._batch.tooltip and "at least 2" in widget._batch.tooltip
+
+
+def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(
+    monkeypatch, tmp_path, tiny_start, shown, scan_viewer, model_library
+):
+    from napari_octanet.core.training import trainer
+
+    widget = dock(scan_viewer, tmp_path, epochs=2)
+    bar = widget._controls.progress_bar
+    seen = []
+
+    def stopped_by_the_user(train, val, settings, should_stop, provenance):
+        steps = 4
+        for step in range(1, steps + 1):
+            yield trainer.TrainEvent("step", 1, 0, 2, step, steps, 0.5)
+            seen.append(bar.value)
+            if step == 3:
+                widget._controls.cancel()  # the user presses Stop during step 3
+            if should_stop():
+                break
+        yield trainer.TrainEvent("done", 1, 0, 2, message="training cancelled")
+        return trainer.TrainResult(None, tmp_path / "x-last.safetensors", -1.0, "cancelled", [], "cpu")
+
+    monkeypatch.setattr(trainer, "iter_train", stopped_by_the_user)
+    widget.train()
+
+    assert seen == [1, 2, 3]
+    assert (bar.value, bar.max) == (3, 4 * 3)  # 2 SCS + 1 SRS epochs of 4 steps
+    assert "stopped at step 3 of 12" in widget._controls.status.value
+    assert "no model was saved" in widget._controls.status.value
+    assert not list(model_library.rglob("*.safetensors"))
+
+
+def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
+    monkeypatch, tmp_path, tiny_start, shown, scan_viewer, stack, model_library
+):
+    runs = []
+    real = inference.iter_segment
+    monkeypatch.setattr(inference, "iter_segment", lambda *a, **k: runs.append(k) or (yield from real(*a, **k)))
+    viewer = scan_viewer
+    viewer.layers.remove("scan labels")
+    segment = SegmentWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(segment, name="Segment vessels")
+    segment.select_model(START)
+    segment.segment()
+    segment.form["correct"].changed.emit(True)
+    corrections = viewer.layers["scan corrections"]
+    corrections.data = stack[1]  # the user's corrected vessels
+    widget = dock(viewer, tmp_path, name="from corrections")
+    assert widget._pairs.rows[0].label.value is corrections
+
+    widget.train()
+
+    assert shown["error"] == []
+    code = "from napari_octanet.core.registry import registry; print(registry.names())"
+    listed = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, ENV_VAR: str(model_library)}, capture_output=True, text=True
+    )
+    assert "'from corrections'" in listed.stdout
+    dock_runs = [run for run in runs if "tta" in run]  # (validation calls the core too)
+    assert segment._model.value == "from corrections" and len(dock_runs) == 2  # selected, and segmented again
+    assert any("before fine-tuning" in m for m in shown["info"])  # validation Dice before and after

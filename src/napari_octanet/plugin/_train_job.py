@@ -1,18 +1,25 @@
 """The fine-tuning job the training dock runs in a worker: training images, split, the core's trainer.
 
 No Qt and no layers here: the request holds numpy copies made on the GUI thread. torch (through
-the core's trainer) is imported only inside :func:`train_job`, which runs in the worker, so
-importing the dock (and opening napari) stays fast.
+the core's trainer) is imported only inside the functions that run in the worker, so importing
+the dock (and opening napari) stays fast.
+
+The trainer writes into a working folder (hidden inside the model library, so it is never
+listed); at the end the best model is copied into the library as one float16 file under a
+unique name, with its provenance, and the working files (resume state included) are removed.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 from ._train_data import TrainingData
 
@@ -36,10 +43,14 @@ class TrainRequest:
     """Everything a run needs, read from the form and copied out of the layers on the GUI thread."""
 
     data: TrainingData
+    #: The run's working folder (best and resume checkpoints while it runs).
     folder: Path
+    #: The model's wanted name in the library (made unique when saved).
     name: str
     #: A registered model's name or a checkpoint path to start from; None trains ``config`` from scratch.
     init: str | None
+    #: The layers trained on, for the provenance: "image / labels" per row.
+    source_layers: tuple[str, ...] = ()
     config: str = "lite"
     epochs: int = 20
     #: Stage-2 (SRS) epochs; None means the trainer's default (a fifth of ``epochs``, at least 1).
@@ -60,6 +71,17 @@ class TrainRequest:
         fine = self.fine_epochs if self.fine_epochs is not None else max(1, self.epochs // 5)
         return self.epochs, fine
 
+    def provenance(self) -> dict[str, Any]:
+        """What the saved model records of this run, besides what the trainer adds (epochs run, val Dice)."""
+        return {
+            "trained_with": "napari-octanet Fine-tune dock",
+            "source_layers": list(self.source_layers),
+            "starting_model": self.init or f"scratch ({self.config})",
+            "epochs": {"scs": self.stage_epochs[0], "srs": self.stage_epochs[1]},
+            "batch_size": self.batch_size,
+            "learning_rate": self.lr,
+        }
+
 
 @dataclass(frozen=True)
 class TrainProgress:
@@ -77,6 +99,11 @@ class TrainOutcome:
     n_train: int
     n_val: int
     seconds: float
+    #: The model's file in the library; None when no epoch finished (nothing worth keeping).
+    model_path: Path | None = None
+    #: Mean validation Dice (Otsu) of the starting model and of the saved one on the held-out slices.
+    val_dice_before: float | None = None
+    val_dice_after: float | None = None
 
 
 def samples_per_epoch(train: Sequence[TrainingImage], batch_size: int, crop_size: int) -> int:
@@ -88,14 +115,17 @@ def samples_per_epoch(train: Sequence[TrainingImage], batch_size: int, crop_size
     return max(coverage, batch_size * MIN_STEPS_PER_EPOCH)
 
 
-def progress_of(event: TrainEvent, stage_epochs: tuple[int, int], scale: int = 1000) -> TrainProgress:
-    """Turn a trainer event into a position out of ``scale`` over both stages, and a status line."""
+def progress_of(event: TrainEvent, stage_epochs: tuple[int, int], steps_per_epoch: int) -> TrainProgress:
+    """Turn a trainer event into a position in training steps over both stages, and a status line.
+
+    The dock does not move the bar on the 'done' event: a run stopped half-way must not read 100 %.
+    """
     first, second = stage_epochs
-    if event.kind == "done":
-        return TrainProgress(scale, scale, event.message, event)
-    within = event.epoch + (event.step / event.steps if event.kind == "step" and event.steps else 0.0)
+    steps = event.steps or steps_per_epoch
+    total = steps * (first + second)
     offset = 0 if event.stage == 1 else first
-    done = min(scale, round(scale * (offset + within) / max(1, first + second)))
+    step = event.step if event.kind == "step" else 0
+    done = min(total, (offset + event.epoch) * steps + step)
     stage = STAGE_NAMES.get(event.stage, f"Stage {event.stage}")
     if event.kind == "step":
         message = (
@@ -107,7 +137,7 @@ def progress_of(event: TrainEvent, stage_epochs: tuple[int, int], scale: int = 1
             message += f", validation Dice {event.val_dice:.3f} (best {event.best_dice:.3f})"
     else:
         message = event.message
-    return TrainProgress(done, scale, message, event)
+    return TrainProgress(done, total, message, event)
 
 
 def relay(events: Generator[E, None, R], convert: Callable[[E], P]) -> Generator[P, None, R]:
@@ -126,8 +156,35 @@ def relay(events: Generator[E, None, R], convert: Callable[[E], P]) -> Generator
         events.close()
 
 
+def mean_val_dice(checkpoint: Path, val: Sequence[TrainingImage], device: str) -> float | None:
+    """Mean Dice (Otsu, the paper's protocol) of a checkpoint on the held-out images; None without any."""
+    if not val:
+        return None
+    from napari_octanet.core.checkpoint import load_model
+    from napari_octanet.core.inference import segment
+    from napari_octanet.core.metrics import evaluate_image
+
+    model = load_model(checkpoint, "cpu" if device == "auto" else device)
+    scores = [
+        evaluate_image(segment(model, image.image, batch_size=1, prescaled=True).fine, image.label)["dice"]
+        for image in val
+    ]
+    return float(np.mean(scores))
+
+
+def keep_best(request: TrainRequest, provenance: dict[str, Any]) -> Path | None:
+    """The run's best model into the library (float16, a unique name), then its working files removed."""
+    from napari_octanet.core.library import save_to_library
+
+    best = request.best_path
+    kept = save_to_library(best, request.name, provenance) if best.is_file() else None
+    shutil.rmtree(request.folder, ignore_errors=True)
+    return kept
+
+
 def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[TrainProgress, None, TrainOutcome]:
-    """Build the training images, hold out the validation ones, and run the core's two-stage trainer."""
+    """Build the training images, hold out the validation ones, run the core's two-stage trainer, keep the best."""
+    from napari_octanet.core.registry import registry
     from napari_octanet.core.training.augment import AugmentConfig
     from napari_octanet.core.training.data import split_train_val, training_image
     from napari_octanet.core.training.trainer import TrainSettings, iter_train
@@ -154,14 +211,21 @@ def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generat
         device=request.device,
     )
     provenance: dict[str, Any] = {
-        "trained_with": "napari-octanet Fine-tune dock",
+        **request.provenance(),
         "images": sorted({s.group for s in slices}),
         "training_images": [image.name for image in train],
         "validation_images": [image.name for image in val],
     }
+    before = None
+    if request.init is not None and val:
+        yield TrainProgress(0, 0, "Scoring the starting model on the validation images…")
+        before = mean_val_dice(registry.resolve(request.init), val, request.device)
+    steps = max(settings.samples_per_epoch or 0, request.batch_size) // request.batch_size
     events = iter_train(train, val, settings, should_stop=should_stop, provenance=provenance)
-    result = yield from relay(events, lambda event: progress_of(event, request.stage_epochs))
-    return TrainOutcome(result, len(train), len(val), time.perf_counter() - started)
+    result = yield from relay(events, lambda event: progress_of(event, request.stage_epochs, steps))
+    model_path = keep_best(request, {"val_dice_before": before}) if result.best_path is not None else None
+    after = mean_val_dice(model_path, val, request.device) if model_path is not None else None
+    return TrainOutcome(result, len(train), len(val), time.perf_counter() - started, model_path, before, after)
 
 
 __all__ = ["TrainOutcome", "TrainProgress", "TrainRequest", "progress_of", "samples_per_epoch", "train_job"]

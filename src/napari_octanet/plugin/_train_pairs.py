@@ -1,8 +1,9 @@
 """The training dock's table of (image, vessel labels, optional centerline labels) rows.
 
-One row per image layer to train on; rows are added and removed with buttons. When a row's image
-changes, its labels choice moves to a Labels layer of the same shape if the current one does not
-fit, so the common case (one image, one painted Labels layer) needs no clicks at all.
+One row per image layer to train on; rows are added and removed with buttons. A row's labels
+choice moves to the image's corrections layer when there is one (made in the Segment vessels
+dock), and otherwise to a Labels layer of the same shape if the current one does not fit, so the
+common cases (correct a result; one image, one painted Labels layer) need no clicks at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from magicgui.widgets import ComboBox, PushButton
 from napari.layers import Image, Labels, Layer
 from qtpy.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ._layers import is_output
+from ._layers import find_corrections, is_output, role_of
 
 if TYPE_CHECKING:
     import napari
@@ -72,12 +73,21 @@ class PairRow:
         return [(NO_CENTERLINE, None), *self._label_choices(_)]
 
     def match_labels(self) -> None:
-        """Point the labels choice at a Labels layer the image's shape fits, if the current one does not."""
+        """Point the labels choice at the image's corrections, or a layer its shape fits if the current one does not.
+
+        A plugin's result layer is never kept over the corrections made from it; a layer the user
+        picked that fits stays picked.
+        """
         image = self.image.value
         if image is None:
             return
         shape = spatial_shape(image)
         current = self.label.value
+        corrections = find_corrections(self._viewer, str(image.unique_id))
+        current_is_result = current is not None and role_of(current) is not None
+        if corrections is not None and (current is None or current_is_result):
+            self.label.value = corrections
+            return
         if current is not None and spatial_shape(current) == shape:
             return
         fitting = [layer for _, layer in self._label_choices(self.label) if spatial_shape(layer) == shape]

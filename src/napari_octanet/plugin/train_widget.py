@@ -4,8 +4,9 @@ A thin adapter, like the segmentation dock: the form is read and the layers' pix
 into a :class:`TrainRequest` on the GUI thread (with the checks in :mod:`._train_data`), the
 core's trainer runs in a worker (:mod:`._train_job`, :mod:`._workers`), and the progress and the
 result come back to the GUI thread. Stop asks the trainer to finish after its current step, so it
-saves its state and keeps the best model; either way the best model is registered in the one
-model registry, which makes it selectable in the segmentation dock at once.
+keeps the best model. The best model goes into the user's model library (float16, a unique name,
+never over an existing file), is registered in the one model registry, and is announced to the
+Segment vessels dock, which selects it and can segment the image again at once.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from napari.utils import notifications
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QWidget
 from superqt.utils import ensure_main_thread
 
-from napari_octanet.core.registry import DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
+from napari_octanet.core.library import models_dir
+from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 
-from ._model_choice import CHECKPOINT_FILE, checkpoint_picker
+from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._train_curve import LossCurve
 from ._train_data import LayerData, LayerPair, TrainingDataError, labelled_slices
-from ._train_job import TrainOutcome, TrainProgress, TrainRequest, train_job
+from ._train_job import TrainOutcome, TrainProgress, TrainRequest, keep_best, train_job
 from ._train_pairs import PairTable
 from ._workers import JobControls, notify_failure
 
@@ -42,13 +44,14 @@ if TYPE_CHECKING:
 
 #: Starting-model choices besides the registered models.
 SCRATCH = "scratch (untrained, lite)"
-#: Where models go unless the user picks a folder: never the current directory.
-MODELS_HOME = Path("~/napari-octanet/models")
+#: Where a run keeps its working files (inside the library, hidden so that they are never listed).
+WORK_FOLDER = ".training"
+#: Batch norm needs at least two samples per batch to train.
+MIN_BATCH = 2
 #: Suggested learning rates: gentler when fine-tuning trained weights than when starting from scratch.
 LR_FINE_TUNE = 1e-4
 LR_SCRATCH = 1e-3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
-BUNDLED_NAMES = ("default", "lite")
 
 
 class FormError(ValueError):
@@ -97,8 +100,8 @@ class TrainControls(JobControls):
     def __init__(self, on_event: Callable[[TrainEvent], None], *, synchronous: bool | None = None) -> None:
         super().__init__(
             "Train",
-            "Train on the rows above; the viewer stays usable. The best model is saved as "
-            "'<save to>/<model name>.safetensors' and added to the Segment vessels dock's models",
+            "Train on the rows above; the viewer stays usable. The best model is saved in the model "
+            "library as '<model name>.safetensors' and added to the Segment vessels dock's models",
             synchronous=synchronous,
         )
         self.cancel_button.text = "Stop"
@@ -129,9 +132,19 @@ class TrainControls(JobControls):
         super().abandon()
 
     def show_progress(self, progress: TrainProgress) -> None:  # type: ignore[override]
-        super().show_progress(progress)
+        """The bar follows the steps; the final 'done' event leaves it where the last step put it."""
+        if progress.event is None or progress.event.kind != "done":
+            super().show_progress(progress)
         if progress.event is not None:
             self._on_event(progress.event)
+
+    def show_finished(self, stopped: str) -> None:
+        """A completed (or early-stopped) run fills the bar; a stopped one says where it stopped."""
+        if stopped != "cancelled":
+            self.progress_bar.value = self.progress_bar.max
+
+    def stopped_at(self) -> str:
+        return f"stopped at step {self.progress_bar.value} of {self.progress_bar.max}"
 
 
 class TrainWidget(Container):
@@ -159,7 +172,14 @@ class TrainWidget(Container):
             tooltip="Epochs of stage 2, the fine SRS network (the coarse one frozen); follows a fifth "
             "of the stage-1 epochs until you change it",
         )
-        self._batch = SpinBox(label="batch size", min=1, max=64, value=4, tooltip="Random crops per training step")
+        self._batch = SpinBox(
+            label="batch size",
+            min=MIN_BATCH,
+            max=64,
+            value=4,
+            tooltip=f"Random crops per training step; at least {MIN_BATCH}, because batch normalisation "
+            "needs two or more samples per batch to train",
+        )
         self._lr = FloatSpinBox(
             label="learning rate",
             min=1e-6,
@@ -185,16 +205,11 @@ class TrainWidget(Container):
             text="augment (flips, rotations, contrast, noise)",
             tooltip="Random flips, rotations, gamma, contrast and noise on the training crops",
         )
-        self._folder = FileEdit(
-            label="save to",
-            mode="d",
-            tooltip="Folder for the checkpoints: '<model name>.safetensors' (the best model) and "
-            "'<model name>-last.safetensors' (the last state, to resume)",
-        )
         self._name = LineEdit(
             label="model name",
-            tooltip="The best model's file name (without .safetensors) and its name in the Segment "
-            "vessels dock's model list",
+            tooltip="The best model's name in the model library and in the docks' model lists; a number is "
+            "added if the library already has a file of that name (set NAPARI_OCTANET_MODELS to move "
+            "the library)",
         )
         self._controls = TrainControls(self._on_train_event, synchronous=synchronous)
         self._curve = LossCurve()
@@ -208,7 +223,6 @@ class TrainWidget(Container):
                 self._lr,
                 self._val,
                 self._augment,
-                self._folder,
                 self._name,
             ]
         )
@@ -216,11 +230,11 @@ class TrainWidget(Container):
         layout = self.native.layout()
         layout.addWidget(self._controls.native)
         layout.addWidget(self._curve)
-        layout.insertWidget(self.index(self._folder), _heading("Output"))
+        layout.insertWidget(self.index(self._name), _heading("Output"))
         for widget in (_heading("Model and settings"), self._pairs, _heading("Training data")):
             layout.insertWidget(0, widget)
         self.native.installEventFilter(_QtEvents(self.native, self._align_labels, self._on_undocked))
-        self._auto_folder = self._auto_name = self._request_name = ""
+        self._auto_name = self._request_name = ""
         self._advance_output_defaults(force=True)
         self._model.value = self._default_start()
         self._model_kind = self._kind(self._model.value)
@@ -313,30 +327,19 @@ class TrainWidget(Container):
     # -- output -------------------------------------------------------------------------------
 
     def _advance_output_defaults(self, *, force: bool = False) -> None:
-        """A fresh folder and name for the next run, unless the user typed their own."""
-        untouched = str(self._folder.value) == self._auto_folder and self._name.value == self._auto_name
-        if not (force or untouched):
-            return
-        stamp = _timestamp()
-        self._folder.value = MODELS_HOME.expanduser() / stamp
-        self._auto_folder = str(self._folder.value)
-        self._name.value = self._auto_name = f"finetuned-{stamp}"
+        """A fresh name for the next run, unless the user typed their own."""
+        if force or self._name.value == self._auto_name:
+            self._name.value = self._auto_name = f"finetuned-{_timestamp()}"
 
     def _output(self) -> tuple[Path, str]:
+        """The run's working folder and the model's name; the model itself goes to the library at the end."""
         name = self._name.value.strip()
         name = name.removesuffix(".safetensors")
         if not NAME_PATTERN.match(name):
             raise FormError(f"Model name {name!r} cannot be a file name: use letters, digits, spaces, '.', '_' or '-'.")
-        if name in BUNDLED_NAMES or name in (SCRATCH, CHECKPOINT_FILE) or name in registry.names():
+        if name in BUNDLED_ALIASES or name in (SCRATCH, CHECKPOINT_FILE) or name in registry.names():
             raise FormError(f"A model named {name!r} is already listed; choose another model name.")
-        folder = Path(str(self._folder.value)).expanduser()
-        if str(self._folder.value).strip() in ("", "."):
-            raise FormError("Choose a folder to save the model in ('save to').")
-        best = folder / f"{name}.safetensors"
-        if best.exists():
-            raise FormError(
-                f"{best} already exists; choose another model name or folder (a trained model is never overwritten)."
-            )
+        folder = models_dir() / WORK_FOLDER / f"{name}-{_timestamp()}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -365,7 +368,8 @@ class TrainWidget(Container):
         )
 
     def _read_request(self) -> tuple[TrainRequest, list[str]]:
-        data = labelled_slices(self._layer_pairs())
+        pairs = self._layer_pairs()
+        data = labelled_slices(pairs)
         notes = list(data.notes)
         validation = float(self._val.value)
         if len(data.slices) == 1 and validation > 0:
@@ -381,6 +385,7 @@ class TrainWidget(Container):
             data=data,
             folder=folder,
             name=name,
+            source_layers=tuple(f"{pair.image.name} / {pair.label.name}" for pair in pairs),
             init=init,
             epochs=int(self._epochs.value),
             fine_epochs=int(self._fine_epochs.value),
@@ -437,43 +442,52 @@ class TrainWidget(Container):
 
     def _on_trained(self, request: TrainRequest, outcome: TrainOutcome) -> None:
         result = outcome.result
-        validated = outcome.n_val > 0
-        score = f"best validation Dice {result.best_dice:.3f}" if validated else "no validation"
-        registry.register(
-            result.best_path,
-            request.name,
-            description=f"model fine-tuned in napari from {request.init or 'scratch'} ({score})",
-        )
+        self._controls.show_finished(result.stopped)
         epochs = len(result.history)
         if result.stopped == "cancelled":
-            ran = (
-                "before the first epoch ended, so the saved model has had little training"
-                if epochs == 0
-                else f"after {epochs} epoch(s); the best one is kept"
+            headline = f"Training {self._controls.stopped_at()} ({epochs} epoch(s) finished)."
+        elif result.stopped == "early-stopped":
+            headline = (
+                f"Training ended early after {epochs} epoch(s) without a better score, in {outcome.seconds:.0f} s."
             )
-            headline = f"Training stopped {ran}."
         else:
             headline = f"Training finished: {epochs} epoch(s) in {outcome.seconds:.0f} s on {result.device}."
-        message = (
-            f"{headline} Model {request.name!r} ({score}) is saved as {result.best_path} and can be "
-            "picked in the Segment vessels dock."
-        )
+        if outcome.model_path is None:
+            message = f"{headline} No epoch finished, so no model was saved."
+        else:
+            name = self._register(request, outcome.model_path, _score(outcome))
+            message = f"{headline} Model {name!r} ({_score(outcome)}) is saved as {outcome.model_path}."
         notifications.show_info(message)
         self._controls.show_status(message)
         self._advance_output_defaults()
 
+    def _register(self, request: TrainRequest, path: Path, score: str) -> str:
+        """List the saved model everywhere, and tell the Segment vessels dock (it may segment again)."""
+        entry = registry.register(
+            path, path.stem, description=f"model fine-tuned in napari from {request.init or 'scratch'} ({score})"
+        )
+        model_trained.emit(TrainedModel(entry.name, request.data.slices[0].group))
+        return entry.name
+
     def _on_failed(self, request: TrainRequest, error: Exception) -> None:
         notify_failure("Training", error)
         self._controls.show_status(f"Training failed: {error}")
-        if request.best_path.is_file() and request.name not in registry.names():
-            try:
-                registry.register(request.best_path, request.name, description="best model of a failed training run")
-            except (ValueError, OSError):  # not a readable checkpoint: leave it unlisted
-                return
-            notifications.show_info(
-                f"The best model before the failure is kept as {request.best_path} and listed as {request.name!r}."
-            )
+        try:
+            kept = keep_best(request, {"note": f"best model of a training run that failed: {error}"})
+        except (ValueError, OSError):  # no readable best checkpoint: nothing to keep
+            return
+        if kept is not None:
+            name = self._register(request, kept, "best model before the failure")
+            notifications.show_info(f"The best model before the failure is kept as {kept} and listed as {name!r}.")
             self._advance_output_defaults()
+
+
+def _score(outcome: TrainOutcome) -> str:
+    """Validation Dice before and after, on the user's own held-out slices, when there were any."""
+    if outcome.val_dice_after is None:
+        return "no validation"
+    after = f"validation Dice {outcome.val_dice_after:.3f} on {outcome.n_val} held-out slice(s)"
+    return after if outcome.val_dice_before is None else f"{after}, {outcome.val_dice_before:.3f} before fine-tuning"
 
 
 def _copy(layer: Layer, *, rgb: bool = False) -> LayerData:
