@@ -1,0 +1,313 @@
+"""The "Measure vessels" dock: OCTA vessel and FAZ measures of a vessel Labels layer, as a table and CSV.
+
+A thin adapter over :mod:`napari_octanet.core.measure`. *Find FAZ* adds an editable
+``<image> FAZ`` Labels layer; *Measure* uses that layer as it is (the user's corrections
+included), finding the FAZ first where there is none; results fill the table, the vessel layer's
+``features`` (label 1, whole scan) and an ``ETDRS rings`` Shapes layer. A FAZ layer the user
+edited is never overwritten: finding the FAZ again then adds a new layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, RadioButtons, Table
+from napari.layers import Image, Labels, Layer, Shapes
+from napari.utils import notifications
+
+from napari_octanet.core.measure import (
+    FazSource,
+    Ring,
+    ScanMeasures,
+    check_pixel_size,
+    find_faz,
+    measure_scan,
+    pixel_size_from_fov,
+)
+
+from ._layers import TAG
+from ._workers import JobControls, call_as_job, describe_failure, notify_failure
+
+if TYPE_CHECKING:
+    import napari
+
+FOV, SCALE, PIXELS = "fov", "scale", "pixels"
+FAZ_ROLE, RINGS_ROLE = "faz", "etdrs rings"
+
+
+class FormError(ValueError):
+    """The form cannot start a measurement; the message says what to choose instead."""
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """Copies of the pixels and the settings, taken on the GUI thread before the job starts."""
+
+    vessels: np.ndarray
+    scan: np.ndarray | None
+    pixel_size_um: float | None
+    faz: FazSource
+
+
+def _checksum(data: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def _tag(layer: Layer) -> Mapping[str, object]:
+    tag = layer.metadata.get(TAG)
+    return tag if isinstance(tag, Mapping) else {}
+
+
+class MeasureWidget(Container):
+    """Pick the vessel layer, the scan and the pixel size; Find FAZ, Measure, Export CSV."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
+        self._viewer = viewer
+        self._measures: ScanMeasures | None = None
+        self._source_name = ""
+        self._vessels = ComboBox(
+            name="vessels",
+            choices=self._labels_choices,
+            tooltip="Vessel mask: a 2D Labels layer, 0 = background, anything else = vessel",
+        )
+        self._scan = ComboBox(
+            name="scan",
+            choices=self._image_choices,
+            nullable=True,
+            tooltip="The OCTA scan of that mask; it helps find the FAZ (without it, no FAZ is sought)",
+        )
+        self._pixel_size = RadioButtons(
+            name="pixel_size",
+            choices=[("field of view (mm)", FOV), ("layer scale (µm/px)", SCALE), ("none: pixels", PIXELS)],
+            value=FOV,
+            tooltip="Where the pixel size comes from; without one every measure is in pixels",
+        )
+        self._fov = FloatSpinBox(
+            name="fov_mm",
+            value=3.0,
+            min=0.1,
+            max=30.0,
+            step=0.5,
+            tooltip="Width of the scan in mm: 3 for OCTA-500 3M and ROSE, 6 for OCTA-500 6M",
+        )
+        self._find_button = PushButton(text="Find FAZ", tooltip="Add an editable '<image> FAZ' Labels layer")
+        self._export_button = PushButton(text="Export CSV…", tooltip="Save the table as CSV", enabled=False)
+        self.controls = JobControls(
+            "Measure",
+            "Measure the vessel layer (and the FAZ layer, as you corrected it) in the whole scan and ETDRS rings",
+            synchronous=synchronous,
+        )
+        self.table = Table(name="measures")
+        self.form = Container(widgets=[self._vessels, self._scan, self._pixel_size, self._fov, self._find_button])
+        super().__init__(widgets=[self.form, self.controls, self.table, self._export_button], labels=False)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.form.reset_choices)
+        self._pixel_size.changed.connect(lambda value: setattr(self._fov, "enabled", value == FOV))
+        self._find_button.changed.connect(self.find_faz)
+        self.controls.run_button.changed.connect(self.measure)
+        self._export_button.changed.connect(self._ask_and_export)
+
+    # -- choices ------------------------------------------------------------------------------
+
+    def _labels_choices(self, _: ComboBox) -> list[tuple[str, Labels]]:
+        layers = self._viewer.layers
+        return [
+            (layer.name, layer) for layer in layers if isinstance(layer, Labels) and _tag(layer).get("role") != FAZ_ROLE
+        ]
+
+    def _image_choices(self, _: ComboBox) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    # -- reading the form ---------------------------------------------------------------------
+
+    def _vessel_layer(self) -> Labels:
+        layer = self._vessels.value
+        if layer is None:
+            raise FormError("No vessel Labels layer: segment the scan first (Segment vessels dock) or open a mask.")
+        if np.ndim(layer.data) != 2:
+            raise FormError(
+                f"Layer {layer.name!r} has shape {np.shape(layer.data)}: measures take one 2D mask; "
+                "for a stack, use 'octanet measure' on its slices."
+            )
+        return layer
+
+    def _scan_pixels(self, vessels: Labels) -> np.ndarray | None:
+        scan = self._scan.value
+        if scan is None:
+            return None
+        if scan.rgb or tuple(scan.data.shape) != tuple(vessels.data.shape):
+            raise FormError(
+                f"The scan {scan.name!r} is {scan.data.shape} but the vessel layer is {vessels.data.shape}: "
+                "choose the grey scan the mask was made from."
+            )
+        return np.array(scan.data, dtype=np.float64)
+
+    def _pixel_size_um(self, vessels: Labels) -> float | None:
+        if self._pixel_size.value == PIXELS:
+            return None
+        if self._pixel_size.value == SCALE:
+            return check_pixel_size(float(vessels.scale[-1]))
+        return pixel_size_from_fov(float(self._fov.value), vessels.data.shape[-1])
+
+    def _faz_layer(self, vessels: Labels) -> Labels | None:
+        """The newest FAZ layer made for this vessel layer (the user's corrections included)."""
+        found = [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Labels) and _tag(layer).get("source") == str(vessels.unique_id)
+            if _tag(layer).get("role") == FAZ_ROLE
+        ]
+        return found[-1] if found else None
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def find_faz(self) -> None:
+        """Find the FAZ now (a fraction of a second) and show it as an editable Labels layer."""
+        try:
+            vessels = self._vessel_layer()
+            found = find_faz(vessels.data > 0, self._scan_pixels(vessels), self._pixel_size_um(vessels))
+        except ValueError as error:
+            notifications.show_error(str(error))
+            return
+        if found.mask is None:
+            notifications.show_warning(found.message)
+            return
+        self._write_faz(vessels, found.mask)
+        notifications.show_info(f"{found.message}. Correct it with the Labels tools if needed, then Measure.")
+
+    def measure(self) -> None:
+        try:
+            vessels = self._vessel_layer()
+            request = self._request(vessels)
+        except ValueError as error:
+            notifications.show_error(str(error))
+            return
+        self._source_name = (self._scan.value or vessels).name
+
+        def run() -> ScanMeasures:
+            return measure_scan(
+                request.vessels, scan=request.scan, pixel_size_um=request.pixel_size_um, faz=request.faz
+            )
+
+        self.controls.start(
+            call_as_job(run),
+            on_result=lambda measures: self._on_measured(vessels, measures),
+            on_error=self._on_failed,
+        )
+
+    def _request(self, vessels: Labels) -> MeasureRequest:
+        scan = self._scan_pixels(vessels)
+        faz_layer = self._faz_layer(vessels)
+        faz: FazSource = np.array(faz_layer.data) if faz_layer else ("find" if scan is not None else None)
+        return MeasureRequest(np.array(vessels.data) > 0, scan, self._pixel_size_um(vessels), faz)
+
+    def _on_measured(self, vessels: Labels, measures: ScanMeasures) -> None:
+        self._measures = measures
+        rows = measures.rows(file=self._source_name)
+        self.table.value = {name: [row.get(name) for row in rows] for name in rows[0]}
+        vessels.features = {name: [value] for name, value in {"index": 1, **rows[0]}.items()}
+        if measures.faz_mask is not None and self._faz_layer(vessels) is None:
+            self._write_faz(vessels, measures.faz_mask)
+        self._draw_rings(vessels, measures.rings)
+        self._export_button.enabled = True
+        for note in measures.notes:
+            notifications.show_warning(note)
+        self.controls.show_status(f"Measured {len(rows)} region(s) of {vessels.name!r}.")
+
+    def _on_failed(self, error: Exception) -> None:
+        notify_failure("Measuring", error)
+        self.controls.show_status(describe_failure("Measuring", error))
+
+    # -- layers -------------------------------------------------------------------------------
+
+    def _write_faz(self, vessels: Labels, mask: np.ndarray) -> Labels:
+        """Update our own unedited FAZ layer, or add a new one: a FAZ the user edited is never overwritten."""
+        data = mask.astype(np.uint8)
+        layer = self._faz_layer(vessels)
+        tag = {"source": str(vessels.unique_id), "role": FAZ_ROLE, "written": _checksum(data)}
+        if layer is not None and _tag(layer).get("written") == _checksum(np.asarray(layer.data)):
+            layer.data = data
+            layer.metadata = {**layer.metadata, TAG: tag}
+            return layer
+        name = f"{(self._scan.value or vessels).name} FAZ"
+        return self._viewer.add_labels(
+            data, name=name, scale=vessels.scale, translate=vessels.translate, metadata={TAG: tag}, opacity=0.5
+        )
+
+    def _draw_rings(self, vessels: Labels, rings: list[Ring]) -> None:
+        """Outline each ring's outer edge (the fovea's is the parafovea's inner edge) as ellipses."""
+        outlines = [_circle(ring.centre, ring.outer_px) for ring in rings]
+        existing = next(
+            (
+                layer
+                for layer in self._viewer.layers
+                if isinstance(layer, Shapes)
+                and _tag(layer).get("source") == str(vessels.unique_id)
+                and _tag(layer).get("role") == RINGS_ROLE
+            ),
+            None,
+        )
+        if existing is not None:
+            existing.data = outlines
+            existing.shape_type = ["ellipse"] * len(outlines)
+            return
+        if outlines:
+            self._viewer.add_shapes(
+                outlines,
+                shape_type="ellipse",
+                name=f"{(self._scan.value or vessels).name} ETDRS rings",
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=1.5,
+                scale=vessels.scale,
+                translate=vessels.translate,
+                metadata={TAG: {"source": str(vessels.unique_id), "role": RINGS_ROLE}},
+            )
+
+    # -- export -------------------------------------------------------------------------------
+
+    def _ask_and_export(self) -> None:
+        """Qt's save dialog asks before replacing a file, so a path it returns may be overwritten."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export measures", "measures.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(Path(path), overwrite=True)
+
+    def export_csv(self, path: Path, *, overwrite: bool = False) -> bool:
+        """Write the last measures as CSV; an existing file is kept unless ``overwrite`` (confirmed)."""
+        from napari_octanet.cli.measure import write_measures
+
+        if self._measures is None:
+            notifications.show_error("Nothing to export yet: press Measure first.")
+            return False
+        if path.exists() and not overwrite:
+            notifications.show_error(
+                f"{path} exists and was kept: choose another name (Export CSV asks before replacing)."
+            )
+            return False
+        try:
+            write_measures(self._measures.rows(file=self._source_name), path, overwrite=True)
+        except (ValueError, OSError) as error:
+            notifications.show_error(f"Export failed: {error}")
+            return False
+        self.controls.show_status(f"Saved {path}.")
+        return True
+
+
+def _circle(centre: tuple[float, float], radius: float) -> np.ndarray:
+    """The bounding box corners napari takes for an ellipse."""
+    row, col = centre
+    return np.array(
+        [
+            [row - radius, col - radius],
+            [row - radius, col + radius],
+            [row + radius, col + radius],
+            [row + radius, col - radius],
+        ]
+    )

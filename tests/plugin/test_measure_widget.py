@@ -1,0 +1,90 @@
+"""The Measure vessels dock: table, features, FAZ layer (edits respected), rings, CSV export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari.layers import Labels, Shapes
+from napari.utils import notifications
+from skimage.draw import disk
+
+from napari_octanet.core.synthetic import synthetic_octa
+from napari_octanet.plugin.measure_widget import MeasureWidget
+
+
+@pytest.fixture
+def shown(monkeypatch) -> dict[str, list[str]]:
+    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    for kind in messages:
+        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
+    return messages
+
+
+@pytest.fixture
+def scan_viewer(make_napari_viewer):
+    """A viewer with a synthetic 304-px scan and its vessel label, and the dock (synchronous)."""
+    viewer = make_napari_viewer()
+    image, label = synthetic_octa(304, seed=0)
+    viewer.add_image(image, name="eye")
+    viewer.add_labels(label.astype(np.uint8), name="eye vessels")
+    widget = MeasureWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(widget, name="Measure vessels")
+    widget.form.reset_choices()
+    widget.form["vessels"].value = viewer.layers["eye vessels"]
+    widget.form["scan"].value = viewer.layers["eye"]
+    return viewer, widget
+
+
+def faz_layers(viewer) -> list[Labels]:
+    return [layer for layer in viewer.layers if isinstance(layer, Labels) and layer.name.startswith("eye FAZ")]
+
+
+def test_measure_fills_table_features_faz_and_rings(scan_viewer, shown) -> None:
+    viewer, widget = scan_viewer
+    widget.controls.run_button.changed.emit(True)
+    assert shown["error"] == []
+    table = widget.table.to_dataframe()
+    assert list(table["region"]) == ["whole", "fovea", "parafovea"]
+    assert table["faz_area_mm2"].iloc[0] > 0.05
+    vessels = viewer.layers["eye vessels"]
+    assert vessels.features["vad"][0] == pytest.approx(100 * np.mean(vessels.data > 0))
+    assert len(faz_layers(viewer)) == 1
+    rings = [layer for layer in viewer.layers if isinstance(layer, Shapes)]
+    assert len(rings) == 1 and rings[0].nshapes == 2
+
+
+def test_an_edited_faz_is_measured_and_never_overwritten(scan_viewer, shown) -> None:
+    viewer, widget = scan_viewer
+    widget.find_faz()
+    (faz,) = faz_layers(viewer)
+    edited = np.zeros_like(faz.data)
+    edited[disk((150, 150), 30)] = 1
+    faz.data = edited
+    widget.controls.run_button.changed.emit(True)
+    area_mm2 = np.count_nonzero(edited) * (3.0 / 304) ** 2
+    assert widget.table.to_dataframe()["faz_area_mm2"].iloc[0] == pytest.approx(area_mm2)
+    widget.find_faz()
+    assert len(faz_layers(viewer)) == 2
+    np.testing.assert_array_equal(faz.data, edited)
+
+
+def test_export_keeps_an_existing_file_unless_confirmed(scan_viewer, tmp_path: Path, shown) -> None:
+    _, widget = scan_viewer
+    widget.controls.run_button.changed.emit(True)
+    out = tmp_path / "measures.csv"
+    out.write_text("precious")
+    assert not widget.export_csv(out)
+    assert out.read_text() == "precious" and "was kept" in shown["error"][-1]
+    assert widget.export_csv(out, overwrite=True)
+    with out.open(newline="") as file:
+        assert [row["region"] for row in csv.DictReader(file)] == ["whole", "fovea", "parafovea"]
+
+
+def test_without_a_vessel_layer_the_user_is_told(make_napari_viewer, shown) -> None:
+    viewer = make_napari_viewer()
+    widget = MeasureWidget(viewer, synchronous=True)
+    widget.controls.run_button.changed.emit(True)
+    assert "No vessel Labels layer" in shown["error"][0]
