@@ -86,7 +86,7 @@ def test_stop_leaves_valid_checkpoints(tmp_path: Path, tiny_init: str) -> None:
 
 def test_resume_continues_from_the_saved_epoch(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images()
-    first = train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=0))
+    first = train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=0, keep_resume_state=True))
     resumed = train(
         images, images[:1], settings(tmp_path, tiny_init, epochs=4, fine_epochs=0, resume=str(first.last_path))
     )
@@ -96,10 +96,107 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, tiny_init: str) -
 
 def test_closing_the_generator_saves_the_last_state(tmp_path: Path, tiny_init: str) -> None:
     generator = iter_train(tiny_images(), [], settings(tmp_path, tiny_init))
-    kinds = [next(generator).kind for _ in range(3)]
-    assert kinds[0] == "start"
+    kinds = [next(generator).kind for _ in range(8)]
+    assert kinds[0] == "start" and "epoch" in kinds
     generator.close()
     load_checkpoint(settings(tmp_path, tiny_init).last_path())
+
+
+def test_closing_before_an_epoch_ends_keeps_nothing(tmp_path: Path, tiny_init: str) -> None:
+    """An interrupted first epoch leaves no model and no resume state: nothing untrained poses as a result."""
+    run = settings(tmp_path, tiny_init)
+    generator = iter_train(tiny_images(), [], run)
+    assert [next(generator).kind for _ in range(2)] == ["start", "step"]
+    generator.close()
+    assert not Path(run.out).exists() and not run.last_path().exists()
+
+
+def test_stopping_before_an_epoch_ends_writes_no_model(tmp_path: Path, tiny_init: str) -> None:
+    run = settings(tmp_path, tiny_init)
+    result = train(tiny_images(), [], run, should_stop=lambda: True)
+    assert result.stopped == "cancelled" and result.best_path is None and result.last_path is None
+    assert not Path(run.out).exists()
+
+
+def test_every_step_is_reported(tmp_path: Path, tiny_init: str) -> None:
+    events = list(_events(iter_train(tiny_images(), [], settings(tmp_path, tiny_init, epochs=2, fine_epochs=1))))
+    steps = [e for e in events if e.kind == "step"]
+    # 8 samples per epoch in batches of 2: 4 steps, 3 epochs in all
+    assert len(steps) == 12
+    assert [(e.stage, e.done, e.total) for e in steps[:5]] == [(1, 1, 8), (1, 2, 8), (1, 3, 8), (1, 4, 8), (1, 5, 8)]
+    epoch_ends = [(e.stage, e.done, e.total) for e in events if e.kind == "epoch"]
+    assert epoch_ends == [(1, 4, 8), (1, 8, 8), (2, 4, 4)]
+
+
+def _events(generator):
+    while True:
+        try:
+            yield next(generator)
+        except StopIteration:
+            return
+
+
+def test_without_validation_the_lowest_loss_is_best_and_stops_early(tmp_path: Path, tiny_init: str) -> None:
+    """Stage-1 losses are above 1: the old rule (score starting at -1) never marked an epoch best."""
+    events = list(
+        _events(
+            iter_train(tiny_images(), [], settings(tmp_path, tiny_init, epochs=40, fine_epochs=0, patience=1, lr=1e-9))
+        )
+    )
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert epochs[0].loss > 1.0 and "(best)" in epochs[0].message
+    assert len(epochs) < 40, "a loss that does not fall must stop the run early"
+    assert "early-stopped" in events[-1].message
+    assert Path(settings(tmp_path, tiny_init).out).is_file()
+
+
+def test_completed_runs_drop_the_resume_state_unless_asked(tmp_path: Path, tiny_init: str) -> None:
+    result = train(tiny_images(2), [], settings(tmp_path, tiny_init, epochs=1, fine_epochs=0))
+    assert result.last_path is None and not settings(tmp_path, tiny_init).last_path().exists()
+    assert result.best_path is not None and result.best_path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": 1}, "batch normalisation needs at least 2"),
+        ({"batch_size": 0}, "batch size 0"),
+        ({"config": TINY, "epochs": 0}, "untrained network"),
+        ({"lr": 0.0}, "learning rate"),
+        ({"crop_size": 40}, "multiple of 32"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(
+    tmp_path: Path, tiny_init: str, overrides: dict, message: str
+) -> None:
+    init = None if "config" in overrides else tiny_init
+    with pytest.raises(InputError, match=message):
+        train(tiny_images(2), [], settings(tmp_path, init, **overrides))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_an_existing_model_is_not_replaced_without_being_asked(tmp_path: Path, tiny_init: str) -> None:
+    out = tmp_path / "run" / "model.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"a model the user keeps")
+    with pytest.raises(InputError, match="already exists.*--overwrite"):
+        train(tiny_images(2), [], settings(tmp_path, tiny_init, epochs=1, fine_epochs=0))
+    assert out.read_bytes() == b"a model the user keeps"
+    train(tiny_images(2), [], settings(tmp_path, tiny_init, epochs=1, fine_epochs=0, overwrite=True))
+    load_model(out)
+
+
+@pytest.mark.parametrize("kind", ["folder", "below a file"])
+def test_an_unwritable_output_is_refused_before_training(tmp_path: Path, tiny_init: str, kind: str) -> None:
+    blocker = tmp_path / "blocker"
+    if kind == "folder":
+        blocker.mkdir()
+        out = blocker
+    else:
+        blocker.write_text("not a folder")
+        out = blocker / "model.safetensors"
+    with pytest.raises(InputError, match=str(out) if kind == "folder" else "cannot write the model"):
+        train(tiny_images(2), [], settings(tmp_path, tiny_init, out=str(out)))
 
 
 def test_time_budget_ends_both_stages(tmp_path: Path, tiny_init: str) -> None:
@@ -120,8 +217,8 @@ def test_fewer_images_than_a_batch(tmp_path: Path, tiny_init: str) -> None:
 
 def test_same_seed_same_weights(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images(2)
-    a = train(images, [], settings(tmp_path / "a", tiny_init, epochs=1, fine_epochs=0))
-    b = train(images, [], settings(tmp_path / "b", tiny_init, epochs=1, fine_epochs=0))
+    a = train(images, [], settings(tmp_path / "a", tiny_init, epochs=1, fine_epochs=0, keep_resume_state=True))
+    b = train(images, [], settings(tmp_path / "b", tiny_init, epochs=1, fine_epochs=0, keep_resume_state=True))
     wa, wb = load_model(a.last_path).network.state_dict(), load_model(b.last_path).network.state_dict()
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key])
@@ -129,8 +226,10 @@ def test_same_seed_same_weights(tmp_path: Path, tiny_init: str) -> None:
 
 def test_stage_two_changes_only_the_fine_stage(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images(2)
-    one = train(images, [], settings(tmp_path / "1", tiny_init, epochs=1, fine_epochs=0))
-    two = train(images, [], settings(tmp_path / "2", str(one.last_path), epochs=0, fine_epochs=1))
+    one = train(images, [], settings(tmp_path / "1", tiny_init, epochs=1, fine_epochs=0, keep_resume_state=True))
+    two = train(
+        images, [], settings(tmp_path / "2", str(one.last_path), epochs=0, fine_epochs=1, keep_resume_state=True)
+    )
     before, after = load_model(one.last_path).network, load_model(two.last_path).network
     for (name, p), q in zip(before.coarse.state_dict().items(), after.coarse.state_dict().values(), strict=False):
         torch.testing.assert_close(p, q, msg=name)
@@ -220,7 +319,7 @@ def test_cli_train_then_evaluate(tmp_path: Path, tiny_init: str) -> None:
         str(out),
     )
     assert trained.returncode == 0, trained.stderr
-    assert out.is_file() and out.with_name("model-last.safetensors").is_file()
+    assert out.is_file() and not out.with_name("model-last.safetensors").exists()
     evaluated = _octanet("evaluate", str(tmp_path / "data"), "--split", "val", "--model", str(out), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads(evaluated.stdout)
@@ -271,6 +370,7 @@ def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
             "8",
             "--device",
             "cpu",
+            "--keep-resume-state",
             "--out",
             str(out),
         ],

@@ -17,5 +17,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     LayoutError,
     ModelNotFoundError,
     FileNotFoundError,
+    FileExistsError,
+    MemoryError,
     ValueError,
 )

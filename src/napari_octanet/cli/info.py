@@ -8,8 +8,13 @@ import json
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("info", help="print a checkpoint's config and provenance as JSON")
-    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                        help="checkpoint file or registered name (default: the bundled model)")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help="checkpoint file or registered name (default: the bundled model)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ import torch
 from ..centerline import centerline_from_label
 from ..preprocess import InputError, as_image_stack, normalise
 from .augment import AugmentConfig, augment, random_crop
+
+if TYPE_CHECKING:
+    from ..layouts import DatasetIndex
 
 
 @dataclass
@@ -58,9 +62,15 @@ def training_image(
 
 def training_images_from_dataset(root: str, layout: str = "auto", split: str | None = "train") -> list[TrainingImage]:
     """Load every paired sample of a dataset split (see :mod:`..layouts`)."""
-    from ..layouts import index_dataset, load_sample
+    from ..layouts import index_dataset
 
-    index = index_dataset(root, layout, split)
+    return training_images_from_index(index_dataset(root, layout, split))
+
+
+def training_images_from_index(index: DatasetIndex) -> list[TrainingImage]:
+    """Load every paired sample of an index; its ``report()`` names the files left out."""
+    from ..layouts import load_sample
+
     images = []
     for sample in index.samples:
         loaded = load_sample(sample)

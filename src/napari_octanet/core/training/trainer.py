@@ -14,11 +14,12 @@ from training, never on a test split. Under ``torchrun`` the loop runs data-para
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,13 +30,13 @@ from ..devices import resolve_device
 from ..inference import run_to_end, segment
 from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
+from ..network.config import MIN_SIZE, SIZE_MULTIPLE
 from ..preprocess import InputError
 from .augment import AugmentConfig
 from .data import TrainingImage, epoch_order, make_batch
 from .distributed import Distributed
 from .losses import get_loss
 
-STEP_REPORTS_PER_EPOCH = 10
 POLY_POWER = 0.9
 FINE_SHARE = 0.1
 
@@ -66,6 +67,12 @@ class TrainSettings:
     #: Wall-clock limit in minutes for both stages (None: none). Stage 1 gets FINE_SHARE less of it;
     #: the learning-rate decay follows whichever runs out first, epochs or time.
     time_budget_minutes: float | None = None
+    #: Replace an existing file at ``out``; without it (and without ``resume``) such a file is refused.
+    overwrite: bool = False
+    #: Keep the resume state (OUT-last) after a completed run; a stopped run always keeps it.
+    keep_resume_state: bool = False
+    #: Store the best model's weights as float16 (half the size; what the model library keeps).
+    half: bool = False
 
     def stage_budget_seconds(self, stage: int) -> float | None:
         if self.time_budget_minutes is None:
@@ -83,11 +90,19 @@ class TrainSettings:
         return out.with_name(out.stem + "-last" + out.suffix)
 
 
+EventKind = Literal["start", "step", "epoch", "done"]
+Stopped = Literal["completed", "early-stopped", "cancelled"]
+
+
 @dataclass(frozen=True)
 class TrainEvent:
-    """Progress of a training run. ``kind``: 'start', 'step', 'epoch' or 'done'."""
+    """Progress of a training run within its stage.
 
-    kind: str
+    ``epoch`` counts the stage's finished epochs; a 'step' event's ``step`` counts the steps done
+    in the epoch under way (of ``steps``); ``loss`` is that epoch's mean loss so far.
+    """
+
+    kind: EventKind
     stage: int
     epoch: int
     epochs: int
@@ -98,6 +113,16 @@ class TrainEvent:
     best_dice: float | None = None
     message: str = ""
 
+    @property
+    def done(self) -> int:
+        """Steps finished in this stage."""
+        return self.epoch * self.steps + (self.step if self.kind == "step" else 0)
+
+    @property
+    def total(self) -> int:
+        """Steps planned for this stage (a time budget may end it sooner)."""
+        return self.epochs * self.steps
+
 
 @dataclass
 class TrainState:
@@ -105,7 +130,9 @@ class TrainState:
 
     stage: int = 1
     epoch: int = 0
-    best_dice: float = -1.0
+    #: The stage's best validation Dice, or minus its lowest mean training loss without validation;
+    #: None until an epoch has finished.
+    best_score: float | None = None
     bad_epochs: int = 0
     #: Seconds spent in the current stage (for a time budget that survives a resume).
     stage_seconds: float = 0.0
@@ -114,10 +141,13 @@ class TrainState:
 
 @dataclass
 class TrainResult:
-    best_path: Path
-    last_path: Path
-    best_dice: float
-    stopped: str
+    """``best_path`` is None when no epoch finished (no model was written); ``best_dice`` is None without validation."""
+
+    best_path: Path | None
+    #: The resume state, where it was kept (a stopped run, or ``keep_resume_state``).
+    last_path: Path | None
+    best_dice: float | None
+    stopped: Stopped
     history: list[dict[str, Any]]
     device: str
 
@@ -136,10 +166,47 @@ def check_training_images(train: Sequence[TrainingImage], crop_size: int) -> Non
     if full:
         raise InputError(f"label(s) {', '.join(full)} mark every pixel as vessel; paint the background as 0")
     smallest = min(min(image.image.shape) for image in train)
-    if smallest < 32:
-        raise InputError(f"an image is only {smallest} pixels wide; training needs at least 32 x 32")
-    if crop_size % 32:
-        raise InputError(f"crop size {crop_size} must be a multiple of 32")
+    if smallest < MIN_SIZE:
+        raise InputError(f"an image is only {smallest} pixels wide; training needs at least {MIN_SIZE} x {MIN_SIZE}")
+    if crop_size % SIZE_MULTIPLE or crop_size < MIN_SIZE:
+        raise InputError(f"crop size {crop_size} must be a positive multiple of {SIZE_MULTIPLE}")
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """Refuse settings that would fail later (or lose a model) before any work is done."""
+    if settings.batch_size < 2:
+        raise InputError(
+            f"batch size {settings.batch_size} is too small: batch normalisation needs at least 2 crops per batch"
+        )
+    fresh = settings.init in (None, "", "scratch") and not settings.resume
+    if settings.epochs < 0 or (settings.epochs == 0 and fresh):
+        raise InputError(
+            f"{settings.epochs} stage-1 epochs would leave an untrained network; give at least 1 "
+            "(0 is allowed only when fine-tuning a trained model's SRS stage)"
+        )
+    if settings.stage_epochs[1] < 0:
+        raise InputError(f"fine (SRS) epochs must be 0 or more, got {settings.stage_epochs[1]}")
+    if not settings.lr > 0:
+        raise InputError(f"learning rate {settings.lr} must be positive")
+    if settings.samples_per_epoch is not None and settings.samples_per_epoch < 1:
+        raise InputError(f"samples per epoch {settings.samples_per_epoch} must be at least 1")
+    _check_output(Path(settings.out), settings.overwrite or bool(settings.resume))
+
+
+def _check_output(out: Path, may_replace: bool) -> None:
+    """The model file must be new (or replacing it allowed) and its folder writable, checked up front."""
+    if out.is_dir():
+        raise InputError(f"output {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    if out.exists() and not may_replace:
+        raise InputError(f"{out} already exists; choose another --out, or pass --overwrite (or --resume) to replace it")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{out.name}.{os.getpid()}.write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise InputError(f"cannot write the model into {folder}: {error.strerror or error}") from None
 
 
 def iter_train(
@@ -151,6 +218,7 @@ def iter_train(
 ) -> Generator[TrainEvent, None, TrainResult]:
     """Train OCTA-Net (both stages), yielding progress; see the module docstring."""
     check_training_images(train, settings.crop_size)
+    check_settings(settings)
     dist = Distributed.from_environment(settings.device)
     device = dist.device if dist.enabled else resolve_device(settings.device).device
     torch.manual_seed(settings.seed)
@@ -163,19 +231,20 @@ def iter_train(
         settings.stage_epochs[state.stage - 1],
         message=f"training on {device} ({len(train)} training, {len(val)} validation images)",
     )
-    stopped = "completed"
+    stopped: Stopped = "completed"
     try:
         for stage in (1, 2):
             if state.stage > stage:
                 continue
-            yield from run.stage(stage, state, optimizer_tensors, should_stop or (lambda: False))
+            if (yield from run.stage(stage, state, optimizer_tensors, should_stop or (lambda: False))):
+                stopped = "early-stopped"
             optimizer_tensors = {}
             if stage == 1:
                 run.restore_best(state)
                 # The best model is judged on the SRS output from here on.
                 state.stage, state.epoch, state.bad_epochs, state.stage_seconds = 2, 0, 0, 0.0
                 if settings.stage_epochs[1] > 0:
-                    state.best_dice = -1.0
+                    state.best_score = None
     except (_Stop, KeyboardInterrupt):
         stopped = "cancelled"
     except GeneratorExit:
@@ -185,17 +254,20 @@ def iter_train(
         dist.close()
     if stopped == "cancelled":
         run.save_last(state, run.optimizer)
-    if not run.best_path.exists():
-        run.save_best(state)
+    elif not settings.keep_resume_state and run.dist.is_main:
+        settings.last_path().unlink(missing_ok=True)
+    best_path = run.best_path if run.best_path.exists() and state.history else None
+    kept = f"best model: {best_path}" if best_path else "no epoch finished, so no model was written"
     yield TrainEvent(
         "done",
         state.stage,
         state.epoch,
         settings.stage_epochs[min(state.stage, 2) - 1],
-        best_dice=state.best_dice,
-        message=f"training {stopped}; best model: {run.best_path}",
+        best_dice=run.best_val_dice(state),
+        message=f"training {stopped}; {kept}",
     )
-    return TrainResult(run.best_path, settings.last_path(), state.best_dice, stopped, state.history, str(device))
+    last_path = settings.last_path() if settings.last_path().exists() else None
+    return TrainResult(best_path, last_path, run.best_val_dice(state), stopped, state.history, str(device))
 
 
 def _initial_model(
@@ -203,7 +275,10 @@ def _initial_model(
 ) -> tuple[OctaNet, TrainState, dict[str, torch.Tensor]]:
     if settings.resume:
         loaded, optimizer_tensors = load_checkpoint(settings.resume, device)
-        saved = loaded.info.training_state
+        saved = dict(loaded.info.training_state)
+        if "best_dice" in saved:  # written before best_score had its name; -1 meant "none yet"
+            old = saved.pop("best_dice")
+            saved.setdefault("best_score", None if old == -1.0 else old)
         state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
         return loaded.network, state, optimizer_tensors
     if settings.init in (None, "", "scratch"):
@@ -248,7 +323,8 @@ class _Run:
         state: TrainState,
         optimizer_tensors: dict[str, torch.Tensor],
         should_stop: Callable[[], bool],
-    ) -> Generator[TrainEvent, None, None]:
+    ) -> Generator[TrainEvent, None, bool]:
+        """Train one stage epoch by epoch, yielding every step and epoch; return True if it stopped early."""
         epochs = self.settings.stage_epochs[stage - 1]
         trainable = self._prepare_stage(stage)
         self.optimizer = torch.optim.Adam(
@@ -261,8 +337,7 @@ class _Run:
         # An epoch draws at least one full batch per process, however few the images.
         samples = max(self.settings.samples_per_epoch or len(self.train), per_step)
         steps = samples // per_step
-        budget = self.settings.stage_budget_seconds(stage)
-        clock = _StageClock(state.stage_seconds, budget)
+        clock = _StageClock(state.stage_seconds, self.settings.stage_budget_seconds(stage))
         for epoch in range(state.epoch, epochs):
             started = time.perf_counter()
             losses: list[float] = []
@@ -272,40 +347,54 @@ class _Run:
                     raise _Stop
                 if clock.out_of_time():
                     break
-                progress = max((epoch + step / steps) / epochs, clock.fraction())
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.settings.lr * max(0.0, 1 - progress) ** POLY_POWER
+                self._set_learning_rate(max((epoch + step / steps) / epochs, clock.fraction()))
                 losses.append(self._step(stage, wrapped, next(batches)))
+                yield TrainEvent(
+                    "step",
+                    stage,
+                    epoch,
+                    epochs,
+                    step + 1,
+                    steps,
+                    float(np.mean(losses)),
+                    best_dice=self.best_val_dice(state),
+                )
             state.stage_seconds = clock.elapsed()
             if not losses:
-                break
-                if (step + 1) % max(1, steps // STEP_REPORTS_PER_EPOCH) == 0 and step + 1 < steps:
-                    yield TrainEvent(
-                        "step", stage, epoch, epochs, step + 1, steps, float(np.mean(losses)), best_dice=state.best_dice
-                    )
-            val_dice, val_auc = self._validate(stage)
-            improved = self._record_epoch(state, stage, epoch, float(np.mean(losses)), val_dice, val_auc, started)
-            state.epoch = epoch + 1
-            self.save_last(state, self.optimizer)
-            message = (
-                f"stage {stage} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}"
-                + (f", val Dice {val_dice:.4f}" if val_dice is not None else "")
-                + (" (best)" if improved else "")
-            )
-            yield TrainEvent(
-                "epoch",
-                stage,
-                epoch + 1,
-                epochs,
-                steps,
-                steps,
-                float(np.mean(losses)),
-                val_dice,
-                state.best_dice,
-                message,
-            )
-            if state.bad_epochs >= self.settings.patience or clock.out_of_time():
-                break
+                return False
+            yield self._end_epoch(state, stage, epoch, epochs, steps, float(np.mean(losses)), started)
+            if state.bad_epochs >= self.settings.patience:
+                return True
+            if clock.out_of_time():
+                return False
+        return False
+
+    def _set_learning_rate(self, progress: float) -> None:
+        """Poly decay over the stage's progress (by epochs or by the time budget, whichever is further)."""
+        assert self.optimizer is not None
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr * max(0.0, 1 - progress) ** POLY_POWER
+
+    def _end_epoch(
+        self, state: TrainState, stage: int, epoch: int, epochs: int, steps: int, loss: float, started: float
+    ) -> TrainEvent:
+        """Validate, record the epoch, save the resume state (and the best model if it improved)."""
+        val_dice, val_auc = self._validate(stage)
+        improved = self._record_epoch(state, stage, epoch, loss, val_dice, val_auc, started)
+        state.epoch = epoch + 1
+        self.save_last(state, self.optimizer)
+        message = (
+            f"stage {stage} epoch {epoch + 1}/{epochs}: loss {loss:.4f}"
+            + (f", val Dice {val_dice:.4f}" if val_dice is not None else "")
+            + (" (best)" if improved else "")
+        )
+        return TrainEvent(
+            "epoch", stage, epoch + 1, epochs, steps, steps, loss, val_dice, self.best_val_dice(state), message
+        )
+
+    def best_val_dice(self, state: TrainState) -> float | None:
+        """The stage's best validation Dice (None without validation or before the first epoch)."""
+        return state.best_score if self.val else None
 
     def _prepare_stage(self, stage: int) -> nn.Module:
         """Stage 1 trains SCS; stage 2 freezes it (weights and batch-norm statistics) and trains SRS."""
@@ -388,9 +477,9 @@ class _Run:
         started: float,
     ) -> bool:
         score = val_dice if val_dice is not None else -loss
-        improved = score > state.best_dice
+        improved = state.best_score is None or score > state.best_score
         if improved:
-            state.best_dice, state.bad_epochs = score, 0
+            state.best_score, state.bad_epochs = score, 0
         else:
             state.bad_epochs += 1
         state.history.append(
@@ -409,10 +498,11 @@ class _Run:
 
     def save_best(self, state: TrainState) -> None:
         if self.dist.is_main:
-            save_checkpoint(self.best_path, self.network, provenance=self._provenance(state))
+            save_checkpoint(self.best_path, self.network, provenance=self._provenance(state), half=self.settings.half)
 
     def save_last(self, state: TrainState, optimizer: torch.optim.Optimizer | None) -> None:
-        if not self.dist.is_main:
+        """Write the resume state; not before an epoch has finished (there is nothing worth resuming)."""
+        if not self.dist.is_main or not state.history:
             return
         tensors, groups = _optimizer_tensors(optimizer) if optimizer is not None else ({}, [])
         training_state = {**asdict(state), "optimizer_param_groups": groups, "best_path": str(self.best_path)}
