@@ -23,16 +23,22 @@ def manifest() -> PluginManifest:
     return PluginManifest.from_distribution(PLUGIN)
 
 
-def test_manifest_contributes_a_reader_sample_data_and_two_widgets(manifest):
+def test_manifest_contributes_a_reader_writers_sample_data_and_the_docks(manifest):
     contributions = manifest.contributions
     assert manifest.name == PLUGIN
     assert [reader.command for reader in contributions.readers] == [f"{PLUGIN}.read"]
     assert [sample.key for sample in contributions.sample_data] == ["synthetic_octa"]
-    assert {widget.display_name for widget in contributions.widgets} == {"Segment vessels", "Fine-tune"}
+    assert {widget.display_name for widget in contributions.widgets} >= {"Segment vessels", "Fine-tune"}
+    writers = {writer.command: (writer.layer_types, writer.filename_extensions) for writer in contributions.writers}
+    assert writers == {
+        f"{PLUGIN}.write_labels": (["labels"], [".png", ".tif", ".tiff"]),
+        f"{PLUGIN}.write_image": (["image"], [".tif", ".tiff"]),
+    }
     declared = {command.id for command in contributions.commands}
     used = {reader.command for reader in contributions.readers}
     used |= {sample.command for sample in contributions.sample_data}
     used |= {widget.command for widget in contributions.widgets}
+    used |= set(writers)
     assert used <= declared
 
 
@@ -52,7 +58,8 @@ def test_command_python_names_resolve(command_id, python_name):
 def test_importing_the_core_loads_neither_qt_nor_napari():
     code = (
         "import sys, importlib\n"
-        "for name in ('', '.checkpoint', '.devices', '.inference', '.registry', '.thresholds', '.preprocess'):\n"
+        "for name in ('', '.checkpoint', '.devices', '.inference', '.registry', '.library', '.thresholds',\n"
+        "             '.preprocess'):\n"
         "    importlib.import_module('napari_octanet.core' + name)\n"
         "gui_modules = ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari', 'magicgui')\n"
         "gui = sorted(m for m in gui_modules if m in sys.modules)\n"

@@ -125,3 +125,36 @@ def test_reading_a_dataset_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_stack_tiff_opens_as_one_stack_layer(make_napari_viewer, tmp_path):
+    import tifffile
+
+    stack = np.random.default_rng(0).integers(0, 255, (4, 32, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "stack.tif"), plugin="napari-octanet")
+
+    np.testing.assert_array_equal(viewer.layers["stack"].data, stack)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20], ids=["zero bytes", "truncated png"])
+def test_unreadable_pngs_are_left_to_other_readers(tmp_path, content):
+    (tmp_path / "broken.png").write_bytes(content)
+    assert get_reader(str(tmp_path / "broken.png")) is None
+
+
+def test_a_label_opened_beside_its_image_is_named_after_it(make_napari_viewer, tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    mask = vessel_mask(32, seed=0)
+    write_image(tmp_path / "img" / "10202.png", octa_like(mask, seed=0))
+    write_image(tmp_path / "gt" / "10202.png", mask.astype(np.uint8) * 255)
+
+    viewer = make_napari_viewer()
+    for folder in ("img", "gt"):
+        viewer.open(str(tmp_path / folder / "10202.png"), plugin="napari-octanet")
+
+    assert [layer.name for layer in viewer.layers] == ["10202", "10202 labels"]
+    assert type(viewer.layers["10202 labels"]).__name__ == "Labels"

@@ -11,11 +11,12 @@ def test_sample_data_returns_an_image_and_its_labels():
     assert image.shape == label.shape == (304, 304)
     assert image.dtype == np.uint8 and label.dtype == np.uint8
     assert set(np.unique(label)) == {0, 1}
-    assert image_meta["name"] == "synthetic OCTA" and label_meta["name"] == "synthetic OCTA vessels"
+    assert image_meta["name"] == "synthetic OCTA" and label_meta["name"] == "synthetic OCTA ground truth"
 
 
 def test_sample_data_opens_in_napari(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-octanet", "synthetic_octa")
     assert [type(layer).__name__ for layer in viewer.layers] == ["Image", "Labels"]
-    assert viewer.layers["synthetic OCTA vessels"].data.max() == 1
+    assert viewer.layers["synthetic OCTA ground truth"].data.max() == 1
+    assert "synthetic OCTA vessels" not in viewer.layers  # the name a segmentation result takes

@@ -1,6 +1,9 @@
 """npe2 reader: single OCTA images, and ROSE-1 / ROSE-2 / image-label-pair folders at any level.
 
 A thin adapter over :mod:`napari_octanet.core.imageio` and :mod:`napari_octanet.core.layouts`.
+A single file is claimed only when it can be opened: a multi-page TIFF becomes an (N, H, W)
+stack, a file in a label folder (``gt``, ``labels``...) a Labels layer named "<stem> labels" (so
+it sits beside its image "<stem>" without a clash), and a damaged file is left to other readers.
 A dataset folder becomes, per group (e.g. ``ROSE-1/SVC/test``), one Image layer holding its
 images as a stack, and one Labels layer per label folder present (``gt``, ``thick_gt``, ...),
 aligned slice for slice; ``metadata["files"]`` lists each layer's files in stack order. Images
@@ -27,6 +30,8 @@ ReaderFunction = Callable[[str], list[LayerData]]
 LABEL_ROLES = {"label": "full", "pixel_label": "pixel-level", "centerline_label": "centerline-level"}
 #: How many left-out files a warning names before it only counts them.
 NAMED_IN_WARNING = 5
+#: Folders whose images are vessel labels (those of the dataset layouts, and the usual others).
+LABEL_FOLDERS = frozenset({"gt", "thick_gt", "thin_gt", "label", "labels", "mask", "masks", "manual"})
 
 
 def get_reader(path: str | list[str]) -> ReaderFunction | None:
@@ -42,7 +47,7 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     target = Path(path)
     try:
         if target.is_file():
-            return read_image_file if looks_like_image(target) else None
+            return _file_reader(target) if looks_like_image(target) else None
         if target.is_dir() and layouts_present(target):
             return read_dataset_folder
     except OSError:
@@ -50,12 +55,61 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     return None
 
 
-def read_image_file(path: str) -> list[LayerData]:
-    """One grey Image layer (colour turned to grey) named after the file."""
-    from napari_octanet.core.imageio import read_image
+def _file_reader(path: Path) -> ReaderFunction | None:
+    """The reader for a file that opens as a 2D image, a colour image or an (N, H, W) TIFF stack; else None."""
+    from napari_octanet.core.imageio import TIFF_SUFFIXES
 
-    image = read_image(path)
-    return [(image, {"name": Path(path).stem, "metadata": {"files": [str(path)]}}, "image")]
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        shape = _tiff_shape(path)
+        if shape is None:
+            return None
+        if len(shape) == 3 and shape[-1] not in (3, 4):
+            return read_tiff_stack
+        return read_image_file if len(shape) == 2 or len(shape) == 3 else None
+    return read_image_file if _opens_with_pillow(path) else None
+
+
+def _tiff_shape(path: Path) -> tuple[int, ...] | None:
+    """The first series' shape without length-one axes, or None for a TIFF tifffile cannot parse."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tuple(n for n in tif.series[0].shape if n != 1)
+    except Exception:  # noqa: BLE001 - tifffile raises many types for damaged files: not ours to open
+        return None
+
+
+def _opens_with_pillow(path: Path) -> bool:
+    """True for a PNG, BMP or JPEG whose structure Pillow can verify (truncated or fake files fail)."""
+    from PIL import Image as PillowImage
+
+    try:
+        with PillowImage.open(path) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 - Pillow raises many types for damaged files: not ours to open
+        return False
+    return True
+
+
+def read_image_file(path: str) -> list[LayerData]:
+    """One grey Image layer (colour turned to grey) named after the file; in a label folder, a Labels layer."""
+    from napari_octanet.core.imageio import read_image, read_label
+
+    file = Path(path)
+    metadata = {"files": [str(path)]}
+    if file.parent.name.lower() in LABEL_FOLDERS:
+        label = read_label(file).astype(np.uint8)
+        return [(label, {"name": f"{file.stem} labels", "metadata": metadata}, "labels")]
+    return [(read_image(file), {"name": file.stem, "metadata": metadata}, "image")]
+
+
+def read_tiff_stack(path: str) -> list[LayerData]:
+    """A multi-page TIFF as one (N, H, W) Image layer."""
+    import tifffile
+
+    stack = np.squeeze(tifffile.imread(path))
+    return [(stack, {"name": Path(path).stem, "metadata": {"files": [str(path)]}}, "image")]
 
 
 def read_dataset_folder(path: str) -> list[LayerData]:

@@ -16,5 +16,6 @@ def synthetic_octa() -> list[LayerData]:
     image, label = generate()
     return [
         (image, {"name": "synthetic OCTA"}, "image"),
-        (label.astype(np.uint8), {"name": "synthetic OCTA vessels"}, "labels"),
+        # Not "... vessels": that is the name of the Segment vessels dock's result.
+        (label.astype(np.uint8), {"name": "synthetic OCTA ground truth"}, "labels"),
     ]
