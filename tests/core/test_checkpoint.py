@@ -97,7 +97,7 @@ def test_a_write_never_leaves_a_half_file(
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_octanet.core.checkpoint.save_file", fail)
+    monkeypatch.setattr("napari_octanet.core.checkpoint.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, tiny_network)
     assert path.read_bytes() == good
@@ -124,3 +124,56 @@ def test_registry_refuses_a_corrupt_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError):
         ModelRegistry().register(bad)
+
+
+def _with_header(path: Path, tiny_network: OctaNet, header: object) -> Path:
+    tensors = {k: v.contiguous() for k, v in tiny_network.state_dict().items()}
+    save_file(tensors, str(path), metadata={"octanet": json.dumps(header)})
+    return path
+
+
+def test_nan_weights_are_refused_on_load(tmp_path: Path, tiny_network: OctaNet) -> None:
+    with torch.no_grad():
+        next(tiny_network.fine.parameters()).fill_(float("nan"))
+    path = save_checkpoint(tmp_path / "diverged.safetensors", tiny_network)
+    with pytest.raises(CheckpointError, match="diverged.safetensors.*NaN"):
+        load_model(path)
+
+
+def test_a_header_that_is_a_json_list_is_a_clear_error(tmp_path: Path, tiny_network: OctaNet) -> None:
+    path = _with_header(tmp_path / "list.safetensors", tiny_network, [1, 2, 3])
+    with pytest.raises(CheckpointError, match="list.safetensors has an invalid config.*JSON list"):
+        read_info(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"planes": [4, 8]}, "planes must list 4 stages"),
+        ({"planes": [4, 8, 8, 10**7]}, "planes value 10000000 is outside"),
+        ({"blocks": [1, 1, 1, 0]}, "blocks value 0"),
+        ({"stem_width": -3}, "stem_width value -3"),
+    ],
+)
+def test_impossible_network_sizes_are_refused_before_building(
+    tmp_path: Path, tiny_network: OctaNet, change: dict, message: str
+) -> None:
+    header = json.loads(read_info(save_checkpoint(tmp_path / "ok.safetensors", tiny_network)).to_json())
+    header["network"].update(change)
+    path = _with_header(tmp_path / "bad.safetensors", tiny_network, header)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_checkpoints_follow_the_users_umask(tmp_path: Path, tiny_network: OctaNet) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        shared = save_checkpoint(tmp_path / "shared.safetensors", tiny_network)
+        os.umask(0o077)
+        private = save_checkpoint(tmp_path / "private.safetensors", tiny_network)
+    finally:
+        os.umask(old)
+    assert shared.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from napari_octanet.core.devices import DeviceError, resolve_device
-from napari_octanet.core.inference import Progress, iter_segment, segment
+from napari_octanet.core.inference import Progress, iter_segment, segment, tile_windows
 from napari_octanet.core.network import OctaNet, OctaNetOutput
 from napari_octanet.core.preprocess import InputError, normalise, pad_to_multiple
+from napari_octanet.core.thresholds import binarise
 
 
 class EchoNet(nn.Module):
@@ -48,7 +49,7 @@ def test_stack_keeps_its_shape_and_matches_slices(tiny_network: OctaNet) -> None
     stack = np.random.default_rng(1).random((5, 48, 80)).astype(np.float32)
     maps = segment(tiny_network, stack, device="cpu", batch_size=2)
     assert maps.fine.shape == (5, 48, 80)
-    single = segment(tiny_network, stack[3] * (stack.max() - stack.min()) + stack.min(), device="cpu")
+    single = segment(tiny_network, stack[3], device="cpu")
     # per-slice results do not depend on the batch they ran in (eval-mode batch norm)
     np.testing.assert_allclose(maps.fine[3], single.fine, atol=1e-4)
 
@@ -78,11 +79,123 @@ def test_padding_leaves_no_seam(tiny_network: OctaNet) -> None:
     np.testing.assert_allclose(a[16:48, :16], b[16:48, :16], atol=0.05)
 
 
-def test_integer_inputs_are_scaled_by_their_dtype_range(tiny_network: OctaNet) -> None:
-    ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
-    as_8bit = segment(tiny_network, ramp, device="cpu").fine
-    as_16bit = segment(tiny_network, ramp.astype(np.uint16) * 257, device="cpu").fine
-    np.testing.assert_allclose(as_8bit, as_16bit, atol=1e-4)
+def test_bit_depth_and_storage_type_do_not_change_the_result(tiny_network: OctaNet) -> None:
+    """A 12-bit scan stored as uint16, an int32 copy and a float copy are the same scan as the 8-bit one."""
+    scan = np.random.default_rng(4).integers(0, 256, (64, 64)).astype(np.uint8)
+    as_8bit = segment(tiny_network, scan, device="cpu").fine
+    for variant in (
+        scan.astype(np.uint16) * 257,
+        (scan.astype(np.uint16) * 4095 // 255).astype(np.uint16),
+        scan.astype(np.int32),
+        scan.astype(np.float32) / 7.0 + 100.0,
+    ):
+        np.testing.assert_allclose(segment(tiny_network, variant, device="cpu").fine, as_8bit, atol=2e-3)
+
+
+def test_a_hot_pixel_does_not_darken_the_scan() -> None:
+    """One pixel far above the rest (a float scan) must not squash everything else towards 0."""
+    scan = np.random.default_rng(6).random((64, 64)).astype(np.float32)
+    hot = scan.copy()
+    hot[10, 10] = 1000.0
+    seen = segment(_EchoNetwork(), hot, device="cpu").fine
+    assert seen[10, 10] == 1.0
+    reference = segment(_EchoNetwork(), scan, device="cpu").fine
+    assert np.abs(np.delete(seen.ravel(), 10 * 64 + 10) - np.delete(reference.ravel(), 10 * 64 + 10)).max() < 0.01
+
+
+def test_each_slice_of_a_stack_is_scaled_on_its_own() -> None:
+    scan = np.random.default_rng(7).random((64, 64)).astype(np.float32)
+    stack = np.stack([scan, scan * 0.1 + 5.0])
+    seen = segment(_EchoNetwork(), stack, device="cpu").fine
+    np.testing.assert_allclose(seen[0], seen[1], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        np.zeros((64, 64), np.uint8),
+        np.full((64, 64), 200, np.uint8),
+        np.full((64, 64), 0.7, np.float32),
+        np.zeros((64, 64), np.float64),
+    ],
+)
+def test_featureless_scans_get_empty_maps_and_a_note(tiny_network: OctaNet, blank: np.ndarray) -> None:
+    maps = segment(tiny_network, blank, device="cpu")
+    assert not maps.fine.any() and not maps.pixel.any() and not maps.centerline.any()
+    assert any("featureless" in note for note in maps.notes)
+    assert not binarise(maps.fine).any()
+
+
+def test_a_featureless_slice_in_a_stack_is_named(tiny_network: OctaNet) -> None:
+    stack = np.random.default_rng(8).integers(0, 256, (3, 64, 64)).astype(np.uint8)
+    stack[1] = 17
+    maps = segment(tiny_network, stack, device="cpu")
+    assert not maps.fine[1].any() and maps.fine[0].any() and maps.fine[2].any()
+    assert any("slice(s) 1 " in note for note in maps.notes)
+
+
+def test_otsu_on_a_flat_map_finds_no_vessels() -> None:
+    for value in (0.0, 0.3, 0.9, 1.0):
+        assert not binarise(np.full((32, 32), value, np.float32)).any()
+
+
+@pytest.mark.parametrize("length", [100, 1280, 1281, 2048, 3000, 4100])
+def test_tile_windows_partition_the_axis_with_margins(length: int) -> None:
+    windows = tile_windows(length, tile=1280, margin=128)
+    kept = np.concatenate([np.arange(length)[inner] for _, inner in windows])
+    np.testing.assert_array_equal(kept, np.arange(length))
+    for tile, inner in windows:
+        assert tile.stop - tile.start == min(length, 1280) and tile.start >= 0 and tile.stop <= length
+        assert tile.start <= inner.start and inner.stop <= tile.stop
+        assert inner.start - tile.start >= 128 or tile.start == 0
+        assert tile.stop - inner.stop >= 128 or tile.stop == length
+
+
+def test_large_scans_run_in_tiles_that_match_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a local network, tiling changes nothing; the tiles stay within the pass's pixel budget."""
+    from napari_octanet.core import inference
+
+    monkeypatch.setattr(inference, "MAX_PIXELS_PER_PASS", 128 * 128)
+    monkeypatch.setattr(inference, "TILE_SIZE", 128)
+    monkeypatch.setattr(inference, "TILE_MARGIN", 16)
+    sizes: list[tuple[int, ...]] = []
+
+    class Recording(EchoNet):
+        def forward(self, image: torch.Tensor) -> OctaNetOutput:
+            sizes.append(tuple(image.shape))
+            return super().forward(image)
+
+    image = np.random.default_rng(9).random((300, 250)).astype(np.float32)
+    tiled = segment(Recording(), image, device="cpu")
+    assert len(sizes) > 4 and all(shape[0] * shape[2] * shape[3] <= 128 * 128 for shape in sizes)
+    monkeypatch.setattr(inference, "MAX_PIXELS_PER_PASS", 10**9)
+    whole = segment(EchoNet(), image, device="cpu")
+    np.testing.assert_array_equal(tiled.pixel, whole.pixel)
+    np.testing.assert_array_equal(tiled.centerline, whole.centerline)
+
+
+def test_batches_shrink_to_the_pixel_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_octanet.core import inference
+
+    monkeypatch.setattr(inference, "MAX_PIXELS_PER_PASS", 2 * 64 * 64)
+    sizes: list[int] = []
+
+    class Recording(EchoNet):
+        def forward(self, image: torch.Tensor) -> OctaNetOutput:
+            sizes.append(image.shape[0])
+            return super().forward(image)
+
+    segment(Recording(), np.random.default_rng(10).random((5, 64, 64)), device="cpu", batch_size=4)
+    assert sizes == [2, 2, 1]
+
+
+def test_running_out_of_cpu_memory_is_a_clear_error() -> None:
+    class Exhausted(EchoNet):
+        def forward(self, image: torch.Tensor) -> OctaNetOutput:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: not enough memory")
+
+    with pytest.raises(MemoryError, match="out of memory on the CPU.*64 x 64"):
+        segment(Exhausted(), np.zeros((64, 64), np.float32) + np.eye(64, dtype=np.float32), device="cpu")
 
 
 class _EchoNetwork(nn.Module):
@@ -95,12 +208,10 @@ class _EchoNetwork(nn.Module):
 def test_prescaled_images_are_not_stretched_again() -> None:
     """Training images are already in [0, 1]; validating them must match the original file's scaling."""
     dim = np.random.default_rng(3).integers(20, 120, (64, 64), dtype=np.uint8)
-    scaled = dim / np.float32(255)
+    scaled = normalise(dim[None])[0]
     from_file = segment(_EchoNetwork(), dim, device="cpu").fine
     prescaled = segment(_EchoNetwork(), scaled, device="cpu", prescaled=True).fine
-    stretched = segment(_EchoNetwork(), scaled, device="cpu").fine
     np.testing.assert_allclose(prescaled, from_file, atol=1e-6)
-    np.testing.assert_allclose(stretched, (dim - dim.min()) / float(dim.max() - dim.min()), atol=1e-6)
 
 
 def _turned(image: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .network import NetworkConfig, OctaNet
 
@@ -23,7 +23,7 @@ FORMAT = "napari-octanet-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "octanet"
 #: How images are scaled before the network, recorded so a checkpoint states its contract.
-NORMALISATION = "grey in [0,1]: integers by dtype range, floats by min-max; replicated to 3 channels"
+NORMALISATION = "grey; each slice's 0.1st and 99.9th percentiles to 0 and 1, clipped; replicated to 3 channels"
 OPTIMIZER_PREFIX = "optimizer."
 
 
@@ -81,16 +81,16 @@ def save_checkpoint(
     tensors = {k: _stored(v, half) for k, v in network.state_dict().items()}
     for key, value in (optimizer_tensors or {}).items():
         tensors[OPTIMIZER_PREFIX + key] = value.detach().to("cpu").contiguous()
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_name, 0o666 & ~umask)
+    payload = save(tensors, metadata={METADATA_KEY: info.to_json()})
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        save_file(tensors, tmp_name, metadata={METADATA_KEY: info.to_json()})
-        os.replace(tmp_name, path)
+        # Created with mode 0666 so the kernel applies the user's umask, as for any file they make.
+        handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.replace(tmp_path, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
     return path
 
@@ -128,6 +128,8 @@ def _parse_metadata(path: Path, metadata: dict[str, str] | None) -> CheckpointIn
         )
     try:
         data = json.loads(metadata[METADATA_KEY])
+        if not isinstance(data, dict):
+            raise ValueError(f"its header holds a JSON {type(data).__name__}, not an object")
         if data.get("format") != FORMAT:
             raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
@@ -161,6 +163,7 @@ def load_checkpoint(
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     network = OctaNet(info.network)
     _check_weights(path, network, weights)
+    _check_finite(path, weights)
     network.load_state_dict(weights)
     network.to(device).eval()
     return LoadedModel(network, info, str(path)), optimizer
@@ -185,6 +188,16 @@ def _check_weights(path: Path, network: OctaNet, weights: dict[str, torch.Tensor
             )
         raise CheckpointError(
             f"checkpoint {path} does not match its configuration {network.config.name!r}: " + "; ".join(details)
+        )
+
+
+def _check_finite(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Refuse weights with NaN or infinite values: such a model's every output would be garbage."""
+    broken = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(
+            f"checkpoint {path} has NaN or infinite weights in {len(broken)} tensor(s) (e.g. {broken[0]}): "
+            "training diverged; use an earlier checkpoint or train again with a lower learning rate"
         )
 
 

@@ -17,12 +17,18 @@ import torch
 from .checkpoint import LoadedModel
 from .devices import DeviceChoice, resolve_device
 from .network import OctaNet
-from .preprocess import as_image_stack, normalise, pad_to_multiple
+from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 
 R = TypeVar("R")
 
 #: The 8 rotations and flips of a square, as (quarter turns, mirrored) pairs.
 DIHEDRAL_VIEWS = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
+#: The most (padded) pixels one forward pass takes, all slices of a batch together. Larger slices
+#: run as overlapping tiles of TILE_SIZE, of which only the part at least TILE_MARGIN from a tile's
+#: edge is kept: the bundled model then peaks near 1.5 GB whatever the image size (README).
+MAX_PIXELS_PER_PASS = 1280 * 1280
+TILE_SIZE = 1280
+TILE_MARGIN = 128
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,11 @@ def iter_segment(
     """
     network = model.network if isinstance(model, LoadedModel) else model
     stack, was_2d = as_image_stack(image, rgb=rgb)
+    blank = featureless_slices(stack)
     stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
     choice = resolve_device(device)
     runner = _BatchRunner(network, choice, batch_size, mixed_precision, tta)
+    runner.fit_batch_to(stack.shape[-2:])
     total = stack.shape[0]
     outputs = np.empty((3, *stack.shape), dtype=np.float32)
     yield Progress(0, total, f"segmenting {total} slice(s) on {choice}")
@@ -86,8 +94,16 @@ def iter_segment(
             continue
         start = stop
         yield Progress(start, total, f"segmented {start}/{total} on {runner.device}")
+    if blank:
+        outputs[:, blank] = 0.0
+        runner.notes.append(_featureless_note(blank, was_2d))
     pixel, centerline, fine = (o[0] if was_2d else o for o in outputs)
     return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes)
+
+
+def _featureless_note(blank: list[int], was_2d: bool) -> str:
+    where = "the image is" if was_2d else f"slice(s) {', '.join(map(str, blank))} are"
+    return f"{where} featureless (one value everywhere): no vessels; check that the right file or channel was opened"
 
 
 def segment(model: LoadedModel | OctaNet, image: np.ndarray, **options: object) -> Segmentation:
@@ -102,6 +118,30 @@ def run_to_end(generator: Generator[object, None, R]) -> R:
             next(generator)
         except StopIteration as stop:
             return stop.value
+
+
+def tile_windows(length: int, tile: int, margin: int) -> list[tuple[slice, slice]]:
+    """Cover ``range(length)`` with (tile, inner part kept) pairs of slices along one axis.
+
+    The inner parts partition the axis; each lies at least ``margin`` from its tile's edges except
+    at the image's own border, so the network's padding at a tile edge never reaches a kept pixel.
+    """
+    if length <= tile:
+        return [(slice(0, length), slice(0, length))]
+    step = tile - 2 * margin
+    windows = []
+    for start in range(0, length, step):
+        stop = min(start + step, length)
+        first = min(max(start - margin, 0), length - tile)
+        windows.append((slice(first, first + tile), slice(start, stop)))
+        if stop == length:
+            break
+    return windows
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    text = str(error)
+    return "DefaultCPUAllocator" in text or "not enough memory" in text or "out of memory" in text.lower()
 
 
 class _BatchRunner:
@@ -120,12 +160,45 @@ class _BatchRunner:
         self.views = DIHEDRAL_VIEWS if tta else DIHEDRAL_VIEWS[:1]
         self.network.to(self.device).eval()
 
+    def fit_batch_to(self, shape: tuple[int, int]) -> None:
+        """Shrink the batch so that one pass stays within MAX_PIXELS_PER_PASS (at least one slice)."""
+        area = min(padded_size(shape[0]) * padded_size(shape[1]), TILE_SIZE * TILE_SIZE)
+        self.batch_size = max(1, min(self.batch_size, MAX_PIXELS_PER_PASS // area))
+
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """(3, B, H, W) maps of a (B, H, W) batch: whole, or tile by tile for slices too large for one pass."""
+        height, width = batch.shape[-2:]
+        try:
+            if padded_size(height) * padded_size(width) <= MAX_PIXELS_PER_PASS:
+                return self._run_whole(batch)
+            return np.stack([self._run_tiled(plane) for plane in batch], axis=1)
+        except RuntimeError as error:
+            if isinstance(error, torch.cuda.OutOfMemoryError) or not _is_out_of_memory(error):
+                raise
+            raise MemoryError(
+                f"out of memory on the {self.device.type.upper()} for a batch of {batch.shape[0]} slice(s) of "
+                f"{height} x {width} px; use a batch size of 1 or close other programs"
+            ) from None
+
+    def _run_whole(self, batch: np.ndarray) -> np.ndarray:
         padded, (height, width) = pad_to_multiple(batch)
         tensor = torch.from_numpy(np.ascontiguousarray(padded)).unsqueeze(1).to(self.device)
         with torch.inference_mode(), self._autocast():
             stacked = sum(self._run_view(tensor, *view) for view in self.views) / len(self.views)
         return stacked[:, :, :height, :width].permute(1, 0, 2, 3).cpu().numpy()
+
+    def _run_tiled(self, plane: np.ndarray) -> np.ndarray:
+        """(3, H, W) maps of one large slice, stitched from the inner parts of overlapping tiles."""
+        maps = np.empty((3, *plane.shape), dtype=np.float32)
+        for rows, inner_rows in tile_windows(plane.shape[0], TILE_SIZE, TILE_MARGIN):
+            for cols, inner_cols in tile_windows(plane.shape[1], TILE_SIZE, TILE_MARGIN):
+                tile = self._run_whole(plane[np.newaxis, rows, cols])[:, 0]
+                keep = (
+                    slice(inner_rows.start - rows.start, inner_rows.stop - rows.start),
+                    slice(inner_cols.start - cols.start, inner_cols.stop - cols.start),
+                )
+                maps[:, inner_rows, inner_cols] = tile[:, keep[0], keep[1]]
+        return maps
 
     def _run_view(self, tensor: torch.Tensor, turns: int, mirrored: bool) -> torch.Tensor:
         """The (B, 3, H, W) maps of one rotated and/or mirrored view, turned back to the input's frame."""

@@ -61,14 +61,20 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return grey.astype(np.float32)
 
 
-def normalise(stack: np.ndarray) -> np.ndarray:
-    """Scale to float32 in [0, 1]: integers by their dtype's range, floats by their own min and max.
+#: Each slice's 0.1st and 99.9th intensity percentiles map to 0 and 1 (values beyond are clipped), as
+#: csbdeep and stardist do: a scan's bit depth, the dtype it is stored in and a few hot pixels no
+#: longer change what the network sees. On the real val scans (8-bit, full range) this costs the
+#: bundled model at most 0.0002 Dice against scaling by the dtype's range (README, robustness).
+NORMALISATION_PERCENTILES = (0.1, 99.9)
 
-    NaN or infinite pixels are refused: they would silently poison every output pixel.
+
+def normalise(stack: np.ndarray) -> np.ndarray:
+    """Scale each (H, W) slice of an (N, H, W) stack to float32 in [0, 1] by its own percentiles.
+
+    A slice whose percentiles coincide (mostly one value) falls back to its min and max; a
+    featureless (constant) slice becomes all zeros (see :func:`featureless_slices`). NaN or
+    infinite pixels are refused: they would silently poison every output pixel.
     """
-    if np.issubdtype(stack.dtype, np.integer):
-        info = np.iinfo(stack.dtype)
-        return ((stack.astype(np.float32) - info.min) / float(info.max - info.min)).astype(np.float32)
     values = stack.astype(np.float32, copy=False)
     finite = np.isfinite(values)
     if not finite.all():
@@ -76,10 +82,26 @@ def normalise(stack: np.ndarray) -> np.ndarray:
         raise InputError(
             f"image contains {bad} NaN or infinite pixel(s); replace them (e.g. numpy.nan_to_num) before segmenting"
         )
-    low, high = float(values.min()), float(values.max())
+    return np.stack([_normalise_slice(plane) for plane in values])
+
+
+def _normalise_slice(plane: np.ndarray) -> np.ndarray:
+    low, high = (float(v) for v in np.percentile(plane, NORMALISATION_PERCENTILES))
     if high <= low:
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+        low, high = float(plane.min()), float(plane.max())
+    if high <= low:
+        return np.zeros_like(plane, dtype=np.float32)
+    return np.clip((plane - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def featureless_slices(stack: np.ndarray) -> list[int]:
+    """Indices of the (H, W) slices of an (N, H, W) stack that hold one value only (blank scans).
+
+    The network has nothing to find in them, and Otsu on their maps would invent vessels from
+    noise, so inference gives them empty maps and says so.
+    """
+    flat = stack.reshape(stack.shape[0], -1)
+    return [int(i) for i in np.flatnonzero(flat.min(axis=1) == flat.max(axis=1))]
 
 
 def padded_size(size: int) -> int:

@@ -25,10 +25,14 @@ def parse_threshold(value: str | float) -> Threshold:
 
 
 def otsu_level(probability: np.ndarray) -> float:
-    """Otsu's threshold of one 2D map quantised to 8 bits, returned on the [0, 1] scale."""
+    """Otsu's threshold of one 2D map quantised to 8 bits, returned on the [0, 1] scale.
+
+    A flat map has no two classes to separate: its level is 1.0, so none of it is vessel (a blank
+    scan must not come back as a mask of vessels, whatever value its flat map has).
+    """
     quantised = np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
     if quantised.min() == quantised.max():
-        return 0.5
+        return 1.0
     return float(threshold_otsu(quantised)) / 255.0
 
 

@@ -9,6 +9,12 @@ from typing import Any
 SIZE_MULTIPLE = 32
 #: Smallest image side the network accepts.
 MIN_SIZE = 32
+#: Bounds a configuration is checked against: about twice the paper's depth and widths, so that a
+#: corrupt or hostile checkpoint header cannot make the network allocate more than a few GB.
+MAX_BLOCKS = 8
+MAX_PLANES = 1024
+MAX_WIDTH = 256
+MAX_RADIX = 4
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,18 @@ class NetworkConfig:
     radix: int = 2
     fine_width: int = 64
 
+    def __post_init__(self) -> None:
+        """Refuse impossible or absurd sizes before any layer is built (a corrupt file once asked for 360 GB)."""
+        for key, values in (("blocks", self.blocks), ("planes", self.planes)):
+            if len(values) != 4:
+                raise ValueError(f"{key} must list 4 stages, got {len(values)}: {list(values)}")
+        checks = [("blocks", v, MAX_BLOCKS) for v in self.blocks] + [("planes", v, MAX_PLANES) for v in self.planes]
+        checks += [(k, getattr(self, k), MAX_WIDTH) for k in ("stem_width", "head_width", "fine_width")]
+        checks.append(("radix", self.radix, MAX_RADIX))
+        for key, value, largest in checks:
+            if not isinstance(value, int) or not 1 <= value <= largest:
+                raise ValueError(f"{key} value {value!r} is outside 1..{largest}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -36,6 +54,9 @@ class NetworkConfig:
         for key in ("blocks", "planes"):
             if key in values:
                 values[key] = tuple(int(v) for v in values[key])
+        for key in ("stem_width", "head_width", "fine_width", "radix"):
+            if key in values:
+                values[key] = int(values[key])
         return cls(**values)
 
 
