@@ -3,9 +3,9 @@
     python benchmarks/robustness.py DATA_ROOT [--model default] [--threads 2]
 
 For every val split of DATA_ROOT (OCTA500_3M, OCTA500_6M, ROSSA: 304, 400 and 320 px), each image
-is segmented as stored (8-bit), widened to 16-bit, and with its contrast bent by gamma 0.5, 0.75,
-1.5 and 2; the label stays the same. Prints mean Dice (Otsu, no tolerance) and AUC per variant,
-as a Markdown table.
+is segmented as stored (8-bit), widened to 16-bit, as a 12-bit scan stored in uint16, as int32, as
+float with one hot pixel, and with its contrast bent by gamma 0.5, 0.75, 1.5 and 2; the label stays
+the same. Prints mean Dice (Otsu, no tolerance) and AUC per variant, as a Markdown table.
 """
 
 from __future__ import annotations
@@ -34,9 +34,19 @@ def _gamma(value: float) -> Callable[[np.ndarray], np.ndarray]:
     return bend
 
 
+def _hot_pixel(image: np.ndarray) -> np.ndarray:
+    """The scan as float32 with one pixel (the centre) 100 times brighter than the brightest."""
+    hot = image.astype(np.float32)
+    hot[hot.shape[0] // 2, hot.shape[1] // 2] = 100.0 * float(hot.max())
+    return hot
+
+
 VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "8-bit as stored": lambda image: image,
     "16-bit": lambda image: image.astype(np.uint16) * 257,
+    "12-bit in uint16": lambda image: (image.astype(np.uint16) * 4095 // 255).astype(np.uint16),
+    "int32": lambda image: image.astype(np.int32),
+    "float, one hot pixel": _hot_pixel,
     "gamma 0.5": _gamma(0.5),
     "gamma 0.75": _gamma(0.75),
     "gamma 1.5": _gamma(1.5),

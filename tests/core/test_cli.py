@@ -67,6 +67,11 @@ def test_fixed_threshold(tmp_path: Path, checkpoint: Path) -> None:
         (["segment", "{image}", "--out", "o", "--model", "{checkpoint}", "--threshold", "2"], "outside"),
         (["segment", "{image}", "--out", "o", "--model", "{checkpoint}", "--device", "tpu"], "tpu"),
         (["evaluate", "{empty}", "--model", "{checkpoint}"], "layout"),
+        (["segment", "{image}", "--out", "{image}", "--model", "{checkpoint}"], "is a file"),
+        (["segment", "{image}", "--out", "{image}/below", "--model", "{checkpoint}"], "cannot write results"),
+        (["train", "{empty}", "--out", "{checkpoint}", "--init", "{checkpoint}"], "already exists"),
+        (["train", "{empty}", "--out", "{image}/m.safetensors", "--batch-size", "1"], "batch normalisation"),
+        (["train", "{empty}", "--out", "{image}/m.safetensors"], "cannot write the model"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
@@ -80,6 +85,109 @@ def test_user_errors_are_one_line_without_traceback(
     error = capsys.readouterr().err
     assert code == 2
     assert message in error and "Traceback" not in error
+    assert checkpoint.is_file() and image.is_file()
+
+
+@pytest.mark.parametrize("size", ["0", "-2"])
+def test_a_batch_size_below_one_is_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "a.png", "--out", str(tmp_path), "--batch-size", size])
+    assert exit_.value.code == 2 and "not a positive whole number" in capsys.readouterr().err
+
+
+def _scan(path: Path, seed: int = 0, size: int = 64) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imsave(path, np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8), check_contrast=False)
+    return path
+
+
+def _segment(*arguments: str, checkpoint: Path) -> int:
+    return main(["segment", *arguments, "--model", str(checkpoint), "--device", "cpu"])
+
+
+def test_same_names_in_different_folders_get_their_own_results(tmp_path: Path, checkpoint: Path) -> None:
+    first, second = _scan(tmp_path / "a" / "scan.png", 1), _scan(tmp_path / "b" / "scan.png", 2)
+    beside = _scan(tmp_path / "b" / "scan.tif", 3)
+    out = tmp_path / "out"
+    assert _segment(str(first), str(tmp_path / "b"), "--out", str(out), checkpoint=checkpoint) == 0
+    a = tifffile.imread(out / "a" / "scan_probability.tif")
+    b = tifffile.imread(out / "b" / "scan_png_probability.tif")
+    assert not np.array_equal(a, b)
+    assert (out / "b" / "scan_tif_vessels.png").is_file() and beside.is_file() and second.is_file()
+
+
+def test_existing_results_are_skipped_and_rewritten_only_when_asked(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan = _scan(tmp_path / "in" / "scan.png")
+    out = tmp_path / "out"
+    assert _segment(str(scan), "--out", str(out), checkpoint=checkpoint) == 0
+    mask = out / "scan_vessels.png"
+    mask.write_bytes(b"the user's edited mask")
+    capsys.readouterr()
+    assert _segment(str(scan), "--out", str(out), checkpoint=checkpoint) == 0
+    assert mask.read_bytes() == b"the user's edited mask"
+    assert "already have results" in capsys.readouterr().err
+    assert _segment(str(scan), "--out", str(out), "--overwrite", checkpoint=checkpoint) == 0
+    assert set(np.unique(imread(mask))) <= {0, 255}
+
+
+def test_a_missing_result_is_written_without_touching_the_other(tmp_path: Path, checkpoint: Path) -> None:
+    scan = _scan(tmp_path / "in" / "scan.png")
+    out = tmp_path / "out"
+    assert _segment(str(scan), "--out", str(out), checkpoint=checkpoint) == 0
+    (out / "scan_vessels.png").unlink()
+    probability = out / "scan_probability.tif"
+    probability.write_bytes(b"kept")
+    assert _segment(str(scan), "--out", str(out), checkpoint=checkpoint) == 0
+    assert probability.read_bytes() == b"kept" and (out / "scan_vessels.png").is_file()
+
+
+def test_the_tools_own_outputs_are_never_inputs(tmp_path: Path, checkpoint: Path) -> None:
+    folder = tmp_path / "scans"
+    _scan(folder / "scan.png")
+    assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
+    assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["scan.png", "scan_probability.tif", "scan_vessels.png"]
+
+
+def test_an_unreadable_file_does_not_stop_the_batch(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    _scan(folder / "a.png", 1)
+    (folder / "b.png").write_bytes(b"not a png")
+    _scan(folder / "c.png", 2)
+    out = tmp_path / "out"
+    assert _segment(str(folder), "--out", str(out), checkpoint=checkpoint) == 1
+    assert (out / "a_vessels.png").is_file() and (out / "c_vessels.png").is_file()
+    error = capsys.readouterr().err
+    assert "1 of 3 image(s) failed" in error and "b.png" in error and "Traceback" not in error
+
+
+def test_a_blank_scan_gives_an_empty_mask_and_a_warning_naming_it(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blank = tmp_path / "blank.png"
+    imsave(blank, np.zeros((64, 64), np.uint8), check_contrast=False)
+    assert _segment(str(blank), "--out", str(tmp_path / "out"), checkpoint=checkpoint) == 0
+    assert not imread(tmp_path / "out" / "blank_vessels.png").any()
+    assert f"warning: {blank}: the image is featureless" in capsys.readouterr().err
+
+
+def test_evaluate_json_says_null_for_undefined_metrics(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for kind in ("image", "label"):
+        (tmp_path / "data" / "val" / kind).mkdir(parents=True)
+    _scan(tmp_path / "data" / "val" / "image" / "x.png")
+    imsave(tmp_path / "data" / "val" / "label" / "x.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    code = main(["evaluate", str(tmp_path / "data"), "--split", "val", "--model", str(checkpoint), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    assert summary["auc"] is None
 
 
 def test_info_prints_the_config(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Generator
+from typing import TYPE_CHECKING, TypeVar
 
 from ..core.devices import DEVICE_CHOICES
 
 if TYPE_CHECKING:
     from ..core.checkpoint import LoadedModel
     from ..core.devices import DeviceChoice
+    from ..core.inference import Progress
+
+R = TypeVar("R")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -38,3 +42,18 @@ def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]
     model = load_model(path, choice.device)
     print(f"model: {path} ({model.info.network.name}); device: {choice}", file=sys.stderr)
     return model, choice
+
+
+def follow_with_bar(generator: Generator[Progress, None, R], unit: str) -> R:
+    """Run a core progress generator to its end with a tqdm bar on stderr; return its result."""
+    from tqdm import tqdm
+
+    with tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        while True:
+            try:
+                progress = next(generator)
+            except StopIteration as stop:
+                return stop.value
+            bar.total = progress.total
+            bar.update(progress.done - bar.n)
+            bar.set_postfix_str(progress.message, refresh=False)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from typing import Any
 
-from ._common import add_model_options, load_model_for
+from ..core.evaluation import MAP_CHOICES
+from ..core.layouts import LAYOUTS
+from ._common import add_model_options, follow_with_bar, load_model_for
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="score a model on a labelled dataset (paper protocol)")
     parser.add_argument("data", metavar="DATA", help="dataset folder (ROSE-1, ROSE-2 or image/label pairs)")
     parser.add_argument("--split", default="test", help="split folder name (default: test)")
-    parser.add_argument("--layout", default="auto", choices=("auto", "rose1", "rose2", "pairs"))
+    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
     add_model_options(parser)
     parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
     parser.add_argument("--tolerance", action="store_true", help="3x3 tolerance for centerline-level labels")
     parser.add_argument(
         "--map",
         default="fine",
-        choices=("fine", "pixel", "centerline", "coarse"),
+        choices=MAP_CHOICES,
         help="which output to score (default: fine, the SRS output)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -30,7 +34,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.evaluation import iter_evaluate
-    from ..core.inference import run_to_end
     from ..core.layouts import index_dataset
     from ..core.metrics import METRIC_KEYS
     from ..core.thresholds import parse_threshold
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if index.unpaired or index.unreadable:
         print(index.report(), file=sys.stderr)
     model, choice = load_model_for(args)
-    result = run_to_end(
+    result = follow_with_bar(
         iter_evaluate(
             model,
             index,
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             device=str(choice.device),
             which=args.map,
             tta=args.tta,
-        )
+        ),
+        unit="image",
     )
     if args.json:
         payload = {
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         }
         if args.per_image:
             payload["per_image"] = result.per_image
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(_json_safe(payload), indent=2, allow_nan=False))
         return 0
     if args.per_image:
         for row in result.per_image:
@@ -73,3 +77,14 @@ def run(args: argparse.Namespace) -> int:
     for key in METRIC_KEYS:
         print(f"  {key:6s} {result.summary[key]:.4f} ± {result.summary[key + '_std']:.4f}")
     return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """Undefined metrics (NaN, e.g. AUC of a label without vessels) become JSON null, not bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
