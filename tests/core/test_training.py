@@ -385,3 +385,59 @@ def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
     assert [(h["stage"], h["epoch"]) for h in history] == [(1, 1), (1, 2), (2, 1)]
     # each of the 2 ranks ran 8 / (2 * 2) = 2 steps per epoch; one epoch line per epoch, from rank 0 only
     assert result.stderr.count("stage 1 epoch 1/2: loss") == 1
+
+
+def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Start ``octanet train`` and send it Ctrl-C (SIGINT) once stderr shows ``after``."""
+    import signal
+
+    _write_pairs(tmp_path / "data", 2)
+    out = tmp_path / "model.safetensors"
+    command = [
+        sys.executable,
+        "-m",
+        "napari_octanet.cli",
+        "train",
+        str(tmp_path / "data"),
+        "--val-fraction",
+        "0",
+        "--init",
+        tiny_init,
+        "--epochs",
+        "1000",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--samples-per-epoch",
+        "4",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    seen = ""
+    while after not in seen:
+        seen += process.stderr.read(1)
+        assert process.poll() is None or after in seen, seen
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, seen + stderr), out
+
+
+def test_ctrl_c_after_an_epoch_keeps_the_best_model_and_exits_130(tmp_path: Path, tiny_init: str) -> None:
+    result, out = _interrupted_training(tmp_path, tiny_init, "stage 1 epoch 2/1000")
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert f"the best model so far is kept at {out}" in result.stderr and "Traceback" not in result.stderr
+    assert load_model(out).info.provenance["epochs_run"] >= 1
+    assert out.with_name("model-last.safetensors").is_file()
+
+
+def test_ctrl_c_before_any_epoch_keeps_nothing(tmp_path: Path, tiny_init: str) -> None:
+    result, out = _interrupted_training(tmp_path, tiny_init, "training on cpu")
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "nothing was kept" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() and not out.with_name("model-last.safetensors").exists()

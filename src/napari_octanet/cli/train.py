@@ -176,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         generator.close()
-        print(f"octanet train: interrupted; {_what_was_kept(settings)}", file=sys.stderr)
+        result = None
+    if result is None or result.stopped == "cancelled":
+        if is_main:
+            print(f"octanet train: interrupted; {_what_was_kept(settings)}", file=sys.stderr)
         return 130
     if not is_main:
         return 0
