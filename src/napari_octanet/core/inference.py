@@ -7,6 +7,9 @@ GUIs wrap :func:`iter_segment` in a worker thread and stop it at any yield; scri
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
+import weakref
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -14,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .allocator import tune_allocator
 from .checkpoint import LoadedModel
 from .devices import DeviceChoice, resolve_device
 from .network import OctaNet
@@ -144,21 +148,55 @@ def _is_out_of_memory(error: RuntimeError) -> bool:
     return "DefaultCPUAllocator" in text or "not enough memory" in text or "out of memory" in text.lower()
 
 
+#: Hashable summary of a module's weights: storage and in-place version of every parameter and buffer.
+WeightsVersion = tuple[tuple[int, int], ...]
+_PREPARED: weakref.WeakKeyDictionary[OctaNet, tuple[torch.device, WeightsVersion, OctaNet]] = (
+    weakref.WeakKeyDictionary()
+)
+_PREPARED_LOCK = threading.Lock()
+
+
+def _weights_version(network: OctaNet) -> WeightsVersion:
+    """Changes whenever a weight or running statistic is replaced or changed in place (optimiser steps, loading)."""
+    tensors = itertools.chain(network.parameters(), network.buffers())
+    return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+
+
+def prepared_network(network: OctaNet, device: torch.device) -> OctaNet:
+    """The inference copy of ``network`` on ``device`` (see :mod:`.network.fused`), made once per weights.
+
+    Cached weakly on the module, so repeated calls on a loaded model cost nothing; a network being
+    trained gets a fresh copy of its current weights whenever they changed. ``network`` itself is
+    never moved, switched to eval mode or otherwise changed.
+    """
+    from .network.fused import inference_copy
+
+    version = _weights_version(network)
+    with _PREPARED_LOCK:
+        cached = _PREPARED.get(network)
+        if cached is not None and cached[0] == device and cached[1] == version:
+            return cached[2]
+        prepared = inference_copy(network, device)
+        _PREPARED[network] = (device, version, prepared)
+        return prepared
+
+
 class _BatchRunner:
-    """Moves the network to the device and runs padded batches, backing off on CUDA OOM."""
+    """Runs padded batches through the inference copy of the network, backing off on CUDA OOM."""
 
     def __init__(
         self, network: OctaNet, choice: DeviceChoice, batch_size: int, mixed_precision: bool | None, tta: bool = False
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.network = network
+        tune_allocator()
+        self.source = network
         self.device = choice.device
+        self.network = prepared_network(network, self.device)
         self.batch_size = batch_size
         self.mixed_precision = self.device.type == "cuda" if mixed_precision is None else mixed_precision
         self.notes: list[str] = []
         self.views = DIHEDRAL_VIEWS if tta else DIHEDRAL_VIEWS[:1]
-        self.network.to(self.device).eval()
 
     def fit_batch_to(self, shape: tuple[int, int]) -> None:
         """Shrink the batch so that one pass stays within MAX_PIXELS_PER_PASS (at least one slice)."""
@@ -221,7 +259,7 @@ class _BatchRunner:
         elif self.device.type != "cpu":
             self.device = torch.device("cpu")
             self.mixed_precision = False
-            self.network.to(self.device)
+            self.network = prepared_network(self.source, self.device)
             note = "out of GPU memory even for one slice: continuing on the CPU (slower)"
         else:
             raise MemoryError("out of memory on the CPU even for one slice; try a smaller image")

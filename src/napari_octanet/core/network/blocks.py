@@ -15,6 +15,9 @@ class SplitAttentionConv2d(nn.Module):
     with an r-softmax and adds them up.
     """
 
+    #: (convolution, batch norm after it) attribute pairs that the inference copy folds (:mod:`.fused`).
+    CONV_BN_PAIRS = (("conv", "bn0"), ("fc1", "bn1"))
+
     def __init__(
         self,
         in_channels: int,
@@ -65,9 +68,12 @@ class SplitAttentionConv2d(nn.Module):
 class DecoderBlock(nn.Module):
     """The reference's residual split-attention conv block.
 
-    conv3x3 -> BN -> ReLU -> split-attention conv3x3 (2 groups, radix 2) -> ReLU, plus a
-    1x1 conv + BN shortcut; the two are summed and passed through a ReLU.
+    conv3x3 -> BN -> ReLU -> split-attention conv3x3 (2 groups, radix 2), plus a 1x1 conv + BN
+    shortcut; the two are summed and passed through a ReLU. The reference's ReLU after the split
+    attention is left out: its output, softmax-weighted ReLU outputs, is never negative.
     """
+
+    CONV_BN_PAIRS = (("conv", "bn"),)
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -78,8 +84,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn(self.conv(x)))
-        y = F.relu(self.split_attention(y))
-        return F.relu(y + self.shortcut(x))
+        return F.relu(self.split_attention(y) + self.shortcut(x))
 
 
 def up_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:

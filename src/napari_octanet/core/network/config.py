@@ -28,6 +28,10 @@ class NetworkConfig:
     head_width: int
     radix: int = 2
     fine_width: int = 64
+    #: Match the reference code's structure: no avd pool in layer1's first block and a residual
+    #: block after the centerline decoder's last up-sampling step. False (the default, and what a
+    #: checkpoint without the field means) keeps the layout the bundled weights were trained with.
+    faithful: bool = False
 
     def __post_init__(self) -> None:
         """Refuse impossible or absurd sizes before any layer is built (a corrupt file once asked for 360 GB)."""
@@ -40,6 +44,8 @@ class NetworkConfig:
         for key, value, largest in checks:
             if not isinstance(value, int) or not 1 <= value <= largest:
                 raise ValueError(f"{key} value {value!r} is outside 1..{largest}")
+        if not isinstance(self.faithful, bool):
+            raise ValueError(f"faithful must be true or false, got {self.faithful!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +66,9 @@ class NetworkConfig:
         return cls(**values)
 
 
-PAPER = NetworkConfig(name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32)
+PAPER = NetworkConfig(
+    name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32, faithful=True
+)
 #: Half-width ResNeSt stages but a 16-channel full-resolution path (stem, decoder head, SRS): at
 #: equal training steps, widening that path from 8 gained 0.022 Dice on OCTA-500 3M (README).
 LITE = NetworkConfig(

@@ -29,6 +29,8 @@ class EncoderFeatures(NamedTuple):
 class Bottleneck(nn.Module):
     """ResNeSt bottleneck: 1x1 reduce, split-attention 3x3, 1x1 expand (x4), residual add."""
 
+    CONV_BN_PAIRS = (("conv1", "bn1"), ("conv3", "bn3"))
+
     def __init__(self, in_channels: int, planes: int, stride: int, radix: int, use_avd: bool) -> None:
         super().__init__()
         width = planes
@@ -60,14 +62,32 @@ class Bottleneck(nn.Module):
         return F.relu(out + shortcut)
 
 
-def _stage(in_channels: int, planes: int, blocks: int, stride: int, radix: int, first: bool) -> nn.Sequential:
-    layers = [Bottleneck(in_channels, planes, stride, radix, use_avd=stride > 1 or first)]
+def _stage(in_channels: int, planes: int, blocks: int, stride: int, radix: int, avd_first: bool) -> nn.Sequential:
+    layers = [Bottleneck(in_channels, planes, stride, radix, use_avd=stride > 1 or avd_first)]
     layers += [Bottleneck(planes * EXPANSION, planes, 1, radix, use_avd=False) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
 
+class GreyInputConv2d(nn.Conv2d):
+    """A convolution that keeps RGB weights (as the reference and the checkpoints store them) but reads grey.
+
+    A grey image replicated to 3 channels meets the sum of the weights over those channels, so a
+    (B, 1, H, W) input is convolved with that sum instead of being repeated; a 3-channel input is
+    convolved as usual. The inference copy (:mod:`.fused`) stores the summed kernel once.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.in_channels != 1:
+            return self._conv_forward(x, self.weight.sum(dim=1, keepdim=True), self.bias)
+        return super().forward(x)
+
+
 class ResNeStEncoder(nn.Module):
-    """ResNeSt with a deep stem of three 3x3 convs; returns the five feature maps OCTA-Net uses."""
+    """ResNeSt with a deep stem of three 3x3 convs; returns the five feature maps OCTA-Net uses.
+
+    ``avd_in_layer1`` puts the avd pool in layer1's first block although its stride is 1, as the
+    bundled weights were trained; the reference (``is_first=False``) has none there.
+    """
 
     def __init__(
         self,
@@ -75,11 +95,11 @@ class ResNeStEncoder(nn.Module):
         planes: tuple[int, int, int, int],
         stem_width: int,
         radix: int = 2,
-        in_channels: int = 3,
+        avd_in_layer1: bool = True,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_width, 3, stride=2, padding=1, bias=False),
+            GreyInputConv2d(3, stem_width, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(stem_width),
             nn.ReLU(inplace=True),
             nn.Conv2d(stem_width, stem_width, 3, padding=1, bias=False),
@@ -94,7 +114,7 @@ class ResNeStEncoder(nn.Module):
         stages = []
         for index, (n_blocks, n_planes) in enumerate(zip(blocks, planes, strict=True)):
             stride = 1 if index == 0 else 2
-            stages.append(_stage(channels, n_planes, n_blocks, stride, radix, first=index == 0))
+            stages.append(_stage(channels, n_planes, n_blocks, stride, radix, avd_first=avd_in_layer1 and index == 0))
             channels = n_planes * EXPANSION
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.stem_channels = 2 * stem_width

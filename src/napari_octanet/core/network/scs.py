@@ -55,12 +55,19 @@ class PixelDecoder(nn.Module):
 
 
 class CenterlineDecoder(nn.Module):
-    """The shallow centerline-level ("thin") decoder, fed only by layer1 and the stem."""
+    """The shallow centerline-level ("thin") decoder, fed only by layer1 and the stem.
 
-    def __init__(self, stem_channels: int, layer1_channels: int, head_width: int) -> None:
+    ``last_block`` adds the reference's residual block after the last up-sampling step
+    (``Up_conv1_thin``); without it (the bundled weights' layout) that step up-samples straight
+    to ``head_width`` channels.
+    """
+
+    def __init__(self, stem_channels: int, layer1_channels: int, head_width: int, last_block: bool = False) -> None:
         super().__init__()
         self.up1 = _UpStep(layer1_channels, stem_channels, stem_channels, stem_channels)
-        self.up0 = up_conv(stem_channels, head_width)
+        self.up0: nn.Module = (
+            _UpStep(stem_channels, stem_channels, 0, head_width) if last_block else up_conv(stem_channels, head_width)
+        )
         self.head = nn.Conv2d(head_width, 1, 1)
 
     def forward(self, f: EncoderFeatures) -> torch.Tensor:
@@ -78,13 +85,14 @@ class CoarseNet(nn.Module):
         stem_width: int,
         head_width: int,
         radix: int = 2,
+        faithful: bool = False,
     ) -> None:
         super().__init__()
-        self.encoder = ResNeStEncoder(blocks, planes, stem_width, radix)
+        self.encoder = ResNeStEncoder(blocks, planes, stem_width, radix, avd_in_layer1=not faithful)
         stem_channels = self.encoder.stem_channels
         stage_channels = self.encoder.out_channels
         self.pixel_decoder = PixelDecoder(stem_channels, stage_channels, head_width)
-        self.centerline_decoder = CenterlineDecoder(stem_channels, stage_channels[0], head_width)
+        self.centerline_decoder = CenterlineDecoder(stem_channels, stage_channels[0], head_width, last_block=faithful)
 
     def forward(self, x: torch.Tensor) -> CoarseMaps:
         features = self.encoder(x)

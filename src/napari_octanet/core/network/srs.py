@@ -23,6 +23,10 @@ class FineNet(nn.Module):
 
     def __init__(self, width: int = 64) -> None:
         super().__init__()
+        tap_norm = nn.BatchNorm2d(KERNEL_TAPS)
+        with torch.no_grad():
+            tap_norm.bias.zero_()
+            tap_norm.bias[CENTRE_TAP] = CENTRE_PRIOR
         self.weights = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1),
             nn.BatchNorm2d(width),
@@ -31,12 +35,9 @@ class FineNet(nn.Module):
             nn.BatchNorm2d(2 * width),
             nn.ReLU(inplace=True),
             nn.Conv2d(2 * width, KERNEL_TAPS, 3, padding=1),
-            nn.BatchNorm2d(KERNEL_TAPS),
+            tap_norm,
             nn.ReLU(inplace=True),
         )
-        with torch.no_grad():
-            self.weights[-2].bias.zero_()
-            self.weights[-2].bias[CENTRE_TAP] = CENTRE_PRIOR
 
     def forward(self, image: torch.Tensor, pixel: torch.Tensor, centerline: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = pixel.shape
