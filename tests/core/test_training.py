@@ -441,3 +441,36 @@ def test_ctrl_c_before_any_epoch_keeps_nothing(tmp_path: Path, tiny_init: str) -
     assert result.returncode == 130, result.stderr[-2000:]
     assert "nothing was kept" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists() and not out.with_name("model-last.safetensors").exists()
+
+
+def test_cli_train_lists_images_left_out(tmp_path: Path, tiny_init: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from skimage.io import imsave
+
+    from napari_octanet.cli import main
+
+    _write_pairs(tmp_path / "data", 2)
+    imsave(tmp_path / "data" / "train" / "image" / "lonely.png", synthetic_octa(64, seed=9)[0], check_contrast=False)
+    out = tmp_path / "model.safetensors"
+    arguments = [
+        "train",
+        str(tmp_path / "data"),
+        "--val-split",
+        "val",
+        "--init",
+        tiny_init,
+        "--epochs",
+        "1",
+        "--fine-epochs",
+        "0",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(arguments) == 0
+    error = capsys.readouterr().err
+    assert "1 file(s) without a partner" in error and "lonely.png" in error
