@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, PushButton
 from napari.layers import Image, Labels, Layer
-from qtpy.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ._layers import find_corrections, is_output, role_of
 
@@ -30,12 +30,20 @@ CENTERLINE_TIP = (
     "target; without one, the centerlines are the skeleton of the vessel labels"
 )
 NO_CENTERLINE = "— from vessels"
+#: Characters a layer choice shows at least (longer names are elided; the list shows them whole).
+NARROW_COMBO_CHARACTERS = 10
 
 
 def spatial_shape(layer: Layer) -> tuple[int, ...]:
     """A layer's shape without its colour axis."""
     shape = tuple(layer.data.shape)
     return shape[:-1] if isinstance(layer, Image) and layer.rgb else shape
+
+
+def _narrow(combo: ComboBox) -> None:
+    """Three layer names side by side would widen the dock past a laptop screen's share: elide them instead."""
+    combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.native.setMinimumContentsLength(NARROW_COMBO_CHARACTERS)
 
 
 class PairRow:
@@ -46,6 +54,8 @@ class PairRow:
         self.image = ComboBox(choices=self._image_choices, tooltip=IMAGE_TIP)
         self.label = ComboBox(choices=self._label_choices, tooltip=LABEL_TIP)
         self.centerline = ComboBox(choices=self._centerline_choices, tooltip=CENTERLINE_TIP)
+        for combo in (self.image, self.label, self.centerline):
+            _narrow(combo)
         self.remove_button = PushButton(text="✕", tooltip="Remove this row")
         self.remove_button.native.setFixedWidth(28)
         self.image.changed.connect(self.match_labels)

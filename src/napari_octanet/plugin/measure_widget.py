@@ -31,6 +31,7 @@ from napari_octanet.core.measure import (
 )
 
 from ._layers import TAG
+from ._scrolling import ScrollingDock
 from ._workers import JobControls, call_as_job, describe_failure, notify_failure
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _tag(layer: Layer) -> Mapping[str, object]:
     return tag if isinstance(tag, Mapping) else {}
 
 
-class MeasureWidget(Container):
+class MeasureWidget(ScrollingDock):
     """Pick the vessel layer, the scan and the pixel size; Find FAZ, Measure, Export CSV."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
@@ -104,7 +105,7 @@ class MeasureWidget(Container):
         )
         self.table = Table(name="measures")
         self.form = Container(widgets=[self._vessels, self._scan, self._pixel_size, self._fov, self._find_button])
-        super().__init__(widgets=[self.form, self.controls, self.table, self._export_button], labels=False)
+        super().__init__(Container(widgets=[self.form, self.controls, self.table, self._export_button], labels=False))
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.form.reset_choices)
         self._pixel_size.changed.connect(lambda value: setattr(self._fov, "enabled", value == FOV))

@@ -25,6 +25,7 @@ from napari_octanet.core.thresholds import Threshold, binarise, otsu_level
 
 from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
+from ._scrolling import ScrollingDock
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
 from ._workers import (
     Job,
@@ -87,7 +88,7 @@ class SegmentResult:
         return self.segmentation.pixel, self.segmentation.centerline
 
 
-class SegmentWidget(Container):
+class SegmentWidget(ScrollingDock):
     """Choose an image layer, a model, a device and a threshold; Segment runs off the GUI thread."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
@@ -188,7 +189,7 @@ class SegmentWidget(Container):
             ]
         )
         self.form.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[self.form, self.controls], labels=False)
+        super().__init__(Container(widgets=[self.form, self.controls], labels=False))
         self._connect_form(viewer)
         self._on_model_changed()
         self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))

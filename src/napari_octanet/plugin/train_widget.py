@@ -30,6 +30,7 @@ from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
+from ._scrolling import ScrollingDock
 from ._train_curve import LossCurve
 from ._train_data import LayerData, LayerPair, TrainingDataError, labelled_slices
 from ._train_job import TrainOutcome, TrainProgress, TrainRequest, keep_best, train_job
@@ -147,7 +148,7 @@ class TrainControls(JobControls):
         return f"stopped at step {self.progress_bar.value} of {self.progress_bar.max}"
 
 
-class TrainWidget(Container):
+class TrainWidget(ScrollingDock):
     """Pick images and their labels, a starting model and settings; Train runs off the GUI thread."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
@@ -213,7 +214,8 @@ class TrainWidget(Container):
         )
         self._controls = TrainControls(self._on_train_event, synchronous=synchronous)
         self._curve = LossCurve()
-        super().__init__(
+        #: The settings rows, with plain Qt pieces (headings, the pair table, controls, curve) among them.
+        self.form = Container(
             widgets=[
                 self._model,
                 self._checkpoint,
@@ -226,13 +228,14 @@ class TrainWidget(Container):
                 self._name,
             ]
         )
-        # Plain Qt pieces, placed around the magicgui form rows (bottom up, so indices hold).
-        layout = self.native.layout()
+        # Bottom up, so that the magicgui rows' indices hold.
+        layout = self.form.native.layout()
         layout.addWidget(self._controls.native)
         layout.addWidget(self._curve)
-        layout.insertWidget(self.index(self._name), _heading("Output"))
+        layout.insertWidget(self.form.index(self._name), _heading("Output"))
         for widget in (_heading("Model and settings"), self._pairs, _heading("Training data")):
             layout.insertWidget(0, widget)
+        super().__init__(self.form)
         self.native.installEventFilter(_QtEvents(self.native, self._align_labels, self._on_undocked))
         self._auto_name = self._request_name = ""
         self._advance_output_defaults(force=True)
@@ -266,7 +269,7 @@ class TrainWidget(Container):
 
     def _align_labels(self) -> None:
         """magicgui sizes form labels with the default font, before napari's stylesheet applies; redo it."""
-        labelled = [widget._labeled_widget() for widget in self]  # magicgui's own label pairing
+        labelled = [widget._labeled_widget() for widget in self.form]  # magicgui's own label pairing
         labels = [pair._label_widget.native for pair in labelled if pair is not None]
         if labels:
             widest = max(label.sizeHint().width() for label in labels)
