@@ -149,3 +149,27 @@ def test_segment_resolves_a_library_name(models, tiny_checkpoint, tmp_path):
 def test_unknown_names_are_not_found(models):
     with pytest.raises(ModelNotFoundError, match="nope"):
         ModelRegistry().resolve("nope")
+
+
+def test_octanet_train_without_out_keeps_a_float16_model_in_the_library(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skimage.io import imsave
+
+    from napari_octanet.core.synthetic import synthetic_octa
+
+    for kind in ("image", "label"):
+        (tmp_path / "data" / "train" / kind).mkdir(parents=True)
+    for i in range(2):
+        image, label = synthetic_octa(64, seed=i)
+        imsave(tmp_path / "data" / "train" / "image" / f"{i}.png", image, check_contrast=False)
+        imsave(tmp_path / "data" / "train" / "label" / f"{i}.png", (label * 255).astype(np.uint8), check_contrast=False)
+    monkeypatch.setenv("NAPARI_OCTANET_MODELS", str(tmp_path / "library"))
+    arguments = ["train", str(tmp_path / "data"), "--val-fraction", "0", "--init", str(tiny_checkpoint)]
+    arguments += ["--epochs", "1", "--fine-epochs", "0", "--batch-size", "2", "--crop-size", "64", "--device", "cpu"]
+    assert main([*arguments, "--name", "mine"]) == 0
+    assert main([*arguments, "--name", "mine"]) == 0, "a second run must not replace the first model"
+    assert sorted(p.name for p in (tmp_path / "library").iterdir()) == ["mine-2.safetensors", "mine.safetensors"]
+    with safe_open(str(tmp_path / "library" / "mine.safetensors"), "pt") as handle:
+        dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}  # noqa: SIM118 - not iterable
+    assert "torch.float16" in dtypes and "torch.float32" not in dtypes
