@@ -23,6 +23,7 @@ from superqt.utils import ensure_main_thread
 from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.thresholds import Threshold, binarise, otsu_level
 
+from ._first_view import FitViewUntilMoved
 from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
@@ -196,6 +197,7 @@ class SegmentWidget(ScrollingDock):
         model_trained.connect(self._on_model_trained)
         self._probe = self._start_device_probe(synchronous)
         self.native.destroyed.connect(self._on_destroyed)
+        FitViewUntilMoved(self.native, viewer)
 
     # -- wiring -------------------------------------------------------------------------------
 
