@@ -19,9 +19,9 @@ import torch
 
 from napari_octanet.core.checkpoint import load_model
 from napari_octanet.core.evaluation import iter_evaluate
-from napari_octanet.core.inference import run_to_end
 from napari_octanet.core.layouts import index_dataset
 from napari_octanet.core.network import LITE, OctaNet, count_parameters
+from napari_octanet.core.progress import run_to_end
 from napari_octanet.core.training.data import split_train_val, training_images_from_dataset
 from napari_octanet.core.training.trainer import TrainSettings, train
 

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from napari_octanet.core.devices import DeviceError, resolve_device
-from napari_octanet.core.inference import Progress, iter_segment, segment, tile_windows
+from napari_octanet.core.inference import iter_segment, segment, tile_windows
 from napari_octanet.core.network import OctaNet, OctaNetOutput
 from napari_octanet.core.preprocess import InputError, normalise, pad_to_multiple
+from napari_octanet.core.progress import Progress
 from napari_octanet.core.thresholds import binarise
 
 

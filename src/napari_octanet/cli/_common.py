@@ -12,7 +12,7 @@ from ..core.devices import DEVICE_CHOICES
 if TYPE_CHECKING:
     from ..core.checkpoint import LoadedModel
     from ..core.devices import DeviceChoice
-    from ..core.inference import Progress
+    from ..core.progress import Progress
 
 R = TypeVar("R")
 

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import LoadedModel
-from .inference import Progress, segment
+from .inference import segment
 from .layouts import DatasetIndex, load_sample
 from .metrics import evaluate_image, summarise
+from .progress import Progress
 from .thresholds import Threshold
 
 MAP_CHOICES = ("fine", "pixel", "centerline", "coarse")

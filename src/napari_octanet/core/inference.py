@@ -12,7 +12,6 @@ import threading
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,8 +21,7 @@ from .checkpoint import LoadedModel
 from .devices import DeviceChoice, resolve_device
 from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
-
-R = TypeVar("R")
+from .progress import Progress, run_to_end
 
 #: The 8 rotations and flips of a square, as (quarter turns, mirrored) pairs.
 DIHEDRAL_VIEWS = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
@@ -33,15 +31,6 @@ DIHEDRAL_VIEWS = tuple((turns, mirrored) for turns in range(4) for mirrored in (
 MAX_PIXELS_PER_PASS = 1280 * 1280
 TILE_SIZE = 1280
 TILE_MARGIN = 128
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a long job has come; ``message`` is meant for the user."""
-
-    done: int
-    total: int
-    message: str = ""
 
 
 @dataclass
@@ -113,15 +102,6 @@ def _featureless_note(blank: list[int], was_2d: bool) -> str:
 def segment(model: LoadedModel | OctaNet, image: np.ndarray, **options: object) -> Segmentation:
     """Run :func:`iter_segment` to the end in the calling thread."""
     return run_to_end(iter_segment(model, image, **options))  # type: ignore[arg-type]
-
-
-def run_to_end(generator: Generator[object, None, R]) -> R:
-    """Exhaust a progress generator (segmentation, evaluation, training) and return its result."""
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
 
 
 def tile_windows(length: int, tile: int, margin: int) -> list[tuple[slice, slice]]:

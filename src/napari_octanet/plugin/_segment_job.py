@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import torch
 
     from napari_octanet.core.checkpoint import LoadedModel
-    from napari_octanet.core.inference import Progress, Segmentation
+    from napari_octanet.core.inference import Segmentation
+    from napari_octanet.core.progress import Progress
 
 
 @dataclass(frozen=True)

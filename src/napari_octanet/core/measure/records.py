@@ -14,7 +14,7 @@ from .units import Units, check_pixel_size
 from .vessels import VesselMeasures, analyse_skeleton, vessel_measures
 
 if TYPE_CHECKING:
-    from ..inference import Progress
+    from ..progress import Progress
 
 #: ``"find"``: look for the FAZ (helped by the scan); an array: the FAZ as given (nonzero = FAZ);
 #: None: no FAZ analysis, and no FAZ columns.
@@ -164,7 +164,7 @@ class MeasureJob:
 
 def iter_measure(jobs: Sequence[MeasureJob]) -> Generator[Progress, None, list[ScanMeasures]]:
     """Measure each job in turn, yielding progress after each; return their measures in order."""
-    from ..inference import Progress
+    from ..progress import Progress
 
     results: list[ScanMeasures] = []
     yield Progress(0, len(jobs), f"measuring {len(jobs)} image(s)")

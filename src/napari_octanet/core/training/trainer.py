@@ -27,11 +27,12 @@ from torch import nn
 
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from ..devices import resolve_device
-from ..inference import run_to_end, segment
+from ..inference import segment
 from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..network.config import MIN_SIZE, SIZE_MULTIPLE
 from ..preprocess import InputError
+from ..progress import run_to_end
 from .augment import AugmentConfig
 from .data import TrainingImage, epoch_order, make_batch
 from .distributed import Distributed
