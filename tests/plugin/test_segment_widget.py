@@ -448,3 +448,40 @@ def test_a_constant_scan_gives_an_empty_mask_and_a_warning(make_napari_viewer, r
 
     assert not viewer.layers["scan vessels"].data.any()
     assert shown["warning"] and "'scan'" in shown["warning"][0]
+
+
+@pytest.mark.parametrize("shape", [(64, 72), (2, 64, 64)], ids=["image", "stack"])
+def test_save_results_writes_mask_and_probability_and_asks_before_replacing(
+    make_napari_viewer, registered_tiny, monkeypatch, tmp_path, shape
+):
+    import tifffile
+    from qtpy.QtWidgets import QFileDialog, QMessageBox
+    from skimage.io import imread
+
+    viewer = make_napari_viewer()
+    viewer.add_image(scan(shape), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_: str(tmp_path))
+    answers: list[str] = []
+
+    def answer(*_):
+        answers.append("asked")
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+
+    widget.form["save"].changed.emit(True)
+
+    mask_name = "scan vessels.png" if len(shape) == 2 else "scan vessels.tif"
+    mask = imread(tmp_path / mask_name) if len(shape) == 2 else tifffile.imread(tmp_path / mask_name)
+    probability = tifffile.imread(tmp_path / "scan vessel probability.tif")
+    np.testing.assert_array_equal(mask, viewer.layers["scan vessels"].data * 255)
+    assert probability.dtype == np.float32 and probability.shape == shape
+    np.testing.assert_array_equal(probability, viewer.layers["scan vessel probability"].data)
+    assert answers == []
+
+    (tmp_path / mask_name).write_bytes(b"kept")
+    widget.form["save"].changed.emit(True)  # declined: nothing replaced
+    assert answers == ["asked"] and (tmp_path / mask_name).read_bytes() == b"kept"

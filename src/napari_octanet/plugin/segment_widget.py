@@ -37,6 +37,7 @@ from ._workers import (
     notify_failure,
     wrapping_label,
 )
+from .writer import write_image, write_labels
 
 if TYPE_CHECKING:
     import napari
@@ -152,6 +153,12 @@ class SegmentWidget(ScrollingDock):
             tooltip="Copy the current vessel mask into an editable '<image> corrections' Labels layer to paint "
             "on; runs and threshold changes never write to it, and the Fine-tune dock trains on it",
         )
+        self._save = PushButton(
+            name="save",
+            text="Save results…",
+            tooltip="Write the vessel mask (PNG 0/255; a stack as one multi-page TIFF) and the vessel "
+            "probability (float32 TIFF) of the last result into a folder; asks before replacing a file",
+        )
         self._rerun_after_training = CheckBox(
             name="rerun",
             value=True,
@@ -185,6 +192,7 @@ class SegmentWidget(ScrollingDock):
                 self._level,
                 self._otsu_info,
                 self._correct,
+                self._save,
                 self._rerun_after_training,
                 self._coarse,
             ]
@@ -209,6 +217,7 @@ class SegmentWidget(ScrollingDock):
         self._level.changed.connect(self._on_threshold_changed)
         self._coarse.changed.connect(self._on_coarse_toggled)
         self._correct.changed.connect(self.make_corrections_layer)
+        self._save.changed.connect(self._ask_folder_and_save)
         self.controls.run_button.changed.connect(self.segment)
 
     def _on_destroyed(self) -> None:
@@ -408,3 +417,51 @@ class SegmentWidget(ScrollingDock):
     def _write_coarse(self, result: SegmentResult) -> None:
         for kind, data in zip(COARSE, result.coarse_maps(), strict=True):
             write_output(self._viewer, result.placement, kind, data)
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def _ask_folder_and_save(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        if self._result is None:
+            notifications.show_error("Segment an image first: Save results writes its vessel mask and probability.")
+            return
+        folder = QFileDialog.getExistingDirectory(self.native, "Save the vessel mask and probability into")
+        if folder:
+            self.save_results(Path(folder))
+
+    def save_results(self, folder: Path) -> list[Path]:
+        """Write the last result's mask and probability into ``folder`` with the npe2 writers; files that
+        exist are replaced only if the user says so. Returns the paths written (none if declined)."""
+        if self._result is None:
+            notifications.show_error("Segment an image first: Save results writes its vessel mask and probability.")
+            return []
+        mask = self._result.vessel_mask()
+        stem = folder / self._result.placement.source_name
+        mask_path = stem.with_name(f"{stem.name} vessels{'.png' if mask.ndim == 2 else '.tif'}")
+        probability_path = stem.with_name(f"{stem.name} vessel probability.tif")
+        existing = [path for path in (mask_path, probability_path) if path.exists()]
+        if existing and not self._may_replace(existing):
+            self.controls.show_status("Nothing saved: the existing files were kept.")
+            return []
+        try:
+            write_labels(str(mask_path), mask, {})
+            write_image(str(probability_path), self._result.segmentation.fine.astype(np.float32, copy=False), {})
+        except (OSError, ValueError) as error:
+            notify_failure("Saving the results", error)
+            return []
+        self.controls.show_status(f"Saved {mask_path.name} and {probability_path.name} in {folder}.")
+        return [mask_path, probability_path]
+
+    def _may_replace(self, paths: list[Path]) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        names = "\n".join(path.name for path in paths)
+        answer = QMessageBox.question(
+            self.native,
+            "Replace files?",
+            f"These files exist in {paths[0].parent}:\n{names}\n\nReplace them?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
