@@ -41,7 +41,19 @@ def test_segment_with_rotations_and_flips(tmp_path: Path, checkpoint: Path) -> N
     imsave(tmp_path / "a.png", image, check_contrast=False)
     for flag, out in (([], "plain"), (["--tta"], "tta")):
         assert (
-            main(["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / out), "--model", str(checkpoint), *flag])
+            main(
+                [
+                    "segment",
+                    str(tmp_path / "a.png"),
+                    "--out",
+                    str(tmp_path / out),
+                    "--model",
+                    str(checkpoint),
+                    "--device",
+                    "cpu",
+                    *flag,
+                ]
+            )
             == 0
         )
     model = load_model(checkpoint)

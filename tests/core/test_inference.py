@@ -292,9 +292,16 @@ def test_out_of_memory_halves_the_batch_and_says_so() -> None:
     assert any("batches of 1" in note for note in maps.notes)
 
 
-def test_auto_device_says_why() -> None:
+def test_auto_device_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_octanet.core import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "_mps_available", lambda: False)
     choice = resolve_device("auto")
-    assert choice.reason.startswith("auto")
+    assert choice.device.type == "cpu" and "no CUDA or MPS" in choice.reason
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    choice = resolve_device("auto")
+    assert choice.device.type == "mps" and "MPS" in choice.reason
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -295,6 +295,7 @@ def _octanet(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_cli_train_then_evaluate(tmp_path: Path, tiny_init: str) -> None:
     _write_pairs(tmp_path / "data", 3)
     out = tmp_path / "model.safetensors"
@@ -336,6 +337,7 @@ def test_cli_refuses_a_test_split_for_validation(tmp_path: Path) -> None:
     assert "test split" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
     """The same command under torchrun with DistributedDataParallel on the CPU (gloo)."""
     _write_pairs(tmp_path / "data", 4)
@@ -428,6 +430,7 @@ def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[s
     return subprocess.CompletedProcess(command, process.returncode, stdout, seen + stderr), out
 
 
+@pytest.mark.slow
 def test_ctrl_c_after_an_epoch_keeps_the_best_model_and_exits_130(tmp_path: Path, tiny_init: str) -> None:
     result, out = _interrupted_training(tmp_path, tiny_init, "stage 1 epoch 2/1000")
     assert result.returncode == 130, result.stderr[-2000:]
@@ -436,6 +439,7 @@ def test_ctrl_c_after_an_epoch_keeps_the_best_model_and_exits_130(tmp_path: Path
     assert out.with_name("model-last.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_any_epoch_keeps_nothing(tmp_path: Path, tiny_init: str) -> None:
     result, out = _interrupted_training(tmp_path, tiny_init, "training on cpu")
     assert result.returncode == 130, result.stderr[-2000:]
