@@ -3,6 +3,11 @@
 Run under a virtual display on a headless machine, once trained weights exist:
 
     xvfb-run -a .venv/bin/python scripts/screenshot.py --image scan.png --model default
+    xvfb-run -a .venv/bin/python scripts/screenshot.py --loop --size 1280 800
+
+``--loop`` shows the correct-and-retrain loop instead, in seconds on one CPU thread: a synthetic
+scan segmented by the bundled model, its ``corrections`` layer with a painted stroke, the
+Fine-tune dock with its loss curve after a two-epoch run, and the re-run result.
 
 The dock comes from the plugin's manifest, as a user gets it; the segmentation runs synchronously
 so the picture shows its result. Writes docs/segment-widget.png unless --output says otherwise.
@@ -21,11 +26,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", type=Path, required=True, help="a 2D OCTA image (tif, png, ...)")
-    parser.add_argument("--model", required=True, help="a registered model name (e.g. default) or a checkpoint path")
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "segment-widget.png")
+    parser.add_argument("--image", type=Path, help="a 2D OCTA image (tif, png, ...)")
+    parser.add_argument("--model", help="a registered model name (e.g. default) or a checkpoint path")
+    parser.add_argument("--loop", action="store_true", help="the correct-and-retrain loop on a synthetic scan")
+    parser.add_argument("--output", type=Path, help="default: docs/segment-widget.png, or docs/retrain-loop.png")
     parser.add_argument("--size", type=int, nargs=2, default=(1400, 860), metavar=("WIDTH", "HEIGHT"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.loop and (args.image is None or args.model is None):
+        parser.error("--image and --model are needed (or --loop)")
+    args.output = args.output or REPO / "docs" / ("retrain-loop.png" if args.loop else "segment-widget.png")
+    return args
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -36,14 +46,77 @@ def read_image(path: Path) -> np.ndarray:
     return np.asarray(imread(path))
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    os.environ["NAPARI_OCTANET_SYNC"] = "1"  # the dock runs the job inline: the result is there to capture
+def paint_a_correction(corrections: np.ndarray) -> None:
+    """What a user does in the corrections layer: paint a missed vessel, erase a false one."""
+    size = corrections.shape[-1]
+    rows = np.arange(size // 5, size // 2)
+    corrections[rows, rows + size // 4] = 1
+    corrections[rows, rows + size // 4 + 1] = 1
+    corrections[size - size // 5 :, : size // 5] = 0
+
+
+def loop_screenshot(args: argparse.Namespace) -> None:
+    """Segment, correct, fine-tune briefly and see the re-run result, as a user would in the two docks."""
+    import tempfile
+
+    os.environ["NAPARI_OCTANET_MODELS"] = tempfile.mkdtemp(prefix="octanet-models-")  # not the user's library
     import napari
-    from napari.utils.notifications import notification_manager
+    import torch
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    from napari_octanet.core.synthetic import synthetic_octa
+
+    torch.set_num_threads(1)
+    scan, _ = synthetic_octa(size=256, seed=3)
+    viewer = napari.Viewer(title="napari-octanet", show=True)
+    viewer.window.resize(*args.size)
+    viewer.add_image(scan, name="scan")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-octanet", "Segment vessels")
+    _, train = viewer.window.add_plugin_dock_widget("napari-octanet", "Fine-tune")
+    segment.select_model("default")
+    segment.segment()
+    segment.make_corrections_layer()
+    corrections = viewer.layers["scan corrections"]
+    paint_a_correction(corrections.data)
+    corrections.refresh()
+    settings = {widget.label: widget for widget in train.form}
+    settings["epochs (SCS)"].value = 2
+    settings["epochs (SRS)"].value = 1
+    settings["validation"].value = 0.0
+    settings["model name"].value = "loop-demo"
+    train.train()  # the Segment dock then selects the new model and segments the scan again
+    viewer.layers["scan vessels"].visible = True
+    viewer.layers.selection.active = corrections
+    QApplication.processEvents()  # lay the docks out first, so that the scroll range is final
+    train.native.findChild(QScrollArea).verticalScrollBar().setValue(10**6)  # the loss curve in view
+    viewer.reset_view()
+    take(viewer, args.output)
+
+
+def take(viewer, output: Path) -> None:
     from qtpy.QtWidgets import QApplication
 
+    QApplication.processEvents()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(output), canvas_only=False)
+    print(f"wrote {output}")
+    viewer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ["NAPARI_OCTANET_SYNC"] = "1"  # the docks run their jobs inline: the results are there to capture
+    from napari.utils.notifications import notification_manager
+
     notification_manager.notification_ready.connect(lambda note: print(f"{note.severity}: {note.message}"))
+    if args.loop:
+        loop_screenshot(args)
+    else:
+        dock_screenshot(args)
+
+
+def dock_screenshot(args: argparse.Namespace) -> None:
+    import napari
 
     data = read_image(args.image)
     viewer = napari.Viewer(title="napari-octanet", show=True)
@@ -56,11 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("the segmentation wrote no layers (see the notification above); no screenshot taken")
     viewer.layers[f"{args.image.stem} vessel probability"].visible = False  # show the mask over the scan
     viewer.layers.selection.active = viewer.layers[args.image.stem]
-    QApplication.processEvents()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.output), canvas_only=False)
-    print(f"wrote {args.output}")
-    viewer.close()
+    take(viewer, args.output)
 
 
 if __name__ == "__main__":
