@@ -212,3 +212,59 @@ def test_export_half(tmp_path: Path, checkpoint: Path) -> None:
     out = tmp_path / "half.safetensors"
     assert main(["export", str(checkpoint), str(out), "--half"]) == 0
     assert out.stat().st_size < checkpoint.stat().st_size
+
+
+def test_mixed_sizes_batch_by_size_and_match_one_by_one(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    sizes = {"a": 64, "b": 64, "c": 96, "d": 64, "e": 64, "f": 64}
+    for seed, (name, size) in enumerate(sizes.items()):
+        _scan(folder / f"{name}.png", seed, size)
+    out = tmp_path / "out"
+    assert _segment(str(folder), "--out", str(out), "--batch-size", "3", checkpoint=checkpoint) == 0
+    assert "6 image(s)" in capsys.readouterr().err
+    model = load_model(checkpoint)
+    for name in sizes:
+        expected = segment(model, imread(folder / f"{name}.png"), device="cpu").fine
+        np.testing.assert_allclose(tifffile.imread(out / f"{name}_probability.tif"), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_splits_the_files_across_ranks(tmp_path: Path, checkpoint: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "scans"
+    for seed in range(5):
+        _scan(folder / f"s{seed}.png", seed)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29541",
+        "-m",
+        "napari_octanet.cli",
+        "segment",
+        str(folder),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("segmented 3 image(s)") == 1 and result.stderr.count("segmented 2 image(s)") == 1
+    model = load_model(checkpoint)
+    for seed in range(5):
+        expected = segment(model, imread(folder / f"s{seed}.png"), device="cpu").fine
+        np.testing.assert_allclose(tifffile.imread(out / f"s{seed}_probability.tif"), expected, atol=1e-5)

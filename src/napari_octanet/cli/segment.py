@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +26,7 @@ from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from ..core.checkpoint import LoadedModel
@@ -127,13 +131,47 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class RankShare:
+    """This process's share of the files under ``torchrun`` (every WORLD_SIZE-th, from RANK); all of them otherwise."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> RankShare:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        return cls(rank, world_size, int(os.environ.get("LOCAL_RANK", str(rank))))
+
+    def take(self, jobs: list[Job]) -> list[Job]:
+        return jobs[self.rank :: self.world_size]
+
+    def device(self, requested: str) -> str:
+        """Each rank on its own GPU when CUDA is there and the device is 'auto' or 'cuda'."""
+        import torch
+
+        if self.world_size > 1 and requested in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return requested
+
+    def file_name(self, name: str) -> str:
+        """A per-rank name for a file every rank writes (``measures-rank1.csv``)."""
+        if self.world_size == 1:
+            return name
+        path = Path(name)
+        return f"{path.stem}-rank{self.rank}{path.suffix}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..core.thresholds import parse_threshold
 
     threshold = parse_threshold(args.threshold)
     check_output_folder(args.out)
-    jobs = plan_jobs(input_files(args.inputs), args.out)
-    measures = measures_for(args, args.out / "measures.csv")
+    share = RankShare.from_environment()
+    jobs = share.take(plan_jobs(input_files(args.inputs), args.out))
+    measures = measures_for(args, args.out / share.file_name("measures.csv"))
     pending = [job for job in jobs if args.overwrite or not all(p.exists() for p in job.outputs())]
     if len(pending) < len(jobs):
         print(
@@ -143,13 +181,12 @@ def run(args: argparse.Namespace) -> int:
         )
     failures: list[str] = []
     if pending:
+        args.device = share.device(args.device)
         model, choice = load_model_for(args)
-        for job in pending:
-            try:
-                _segment_one(job, model, choice.device, args, threshold, measures)
-            except USER_ERRORS + (OSError,) as error:
-                failures.append(f"{job.source}: {error}")
-                print(f"error: {job.source}: {error}", file=sys.stderr)
+        started = time.perf_counter()
+        done = _Pipeline(model, choice.device, args, threshold, measures).run(pending, failures)
+        seconds = time.perf_counter() - started
+        print(f"segmented {done} image(s) in {seconds:.1f} s: {done / seconds:.2f} images/s", file=sys.stderr)
     if measures:
         print(f"measures -> {measures.write()}")
     if failures:
@@ -160,35 +197,118 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segment_one(
-    job: Job,
-    model: LoadedModel,
-    device: torch.device,
-    args: argparse.Namespace,
-    threshold: Threshold,
-    measures: MeasureTable | None,
-) -> None:
-    import numpy as np
-    import tifffile
-    from skimage.io import imsave
+#: Files decoded ahead of the network, and threads that decode and that write.
+READ_AHEAD = 8
+IO_THREADS = 2
 
-    from ..core.imageio import read_image
-    from ..core.inference import segment
-    from ..core.thresholds import binarise
 
-    image = read_image(job.source)
-    maps = segment(model, image, device=device, batch_size=args.batch_size, tta=args.tta)
-    mask = binarise(maps.fine, threshold)
-    writers = {
-        job.probability: lambda tmp: tifffile.imwrite(tmp, maps.fine.astype(np.float32)),
-        job.mask: lambda tmp: imsave(tmp, (mask * 255).astype(np.uint8), check_contrast=False),
-    }
-    written = [path for path, write in writers.items() if args.overwrite or not path.exists()]
-    for path in written:
-        write_atomically(path, writers[path])
-    for note in maps.notes:
-        print(f"warning: {job.source}: {note}", file=sys.stderr)
-    if measures:
-        measures.add(job.source.name, mask, scan=image)
-    names = ", ".join(str(path.relative_to(args.out)) for path in written)
-    print(f"{job.source} -> {names} ({100 * mask.mean():.1f} % vessel)")
+class _Pipeline:
+    """Decode in background threads, segment images of one size together, write in background threads."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: torch.device,
+        args: argparse.Namespace,
+        threshold: Threshold,
+        measures: MeasureTable | None,
+    ) -> None:
+        self.model, self.device, self.args, self.threshold, self.measures = model, device, args, threshold, measures
+
+    def run(self, jobs: list[Job], failures: list[str]) -> int:
+        """Segment every job; failures are appended as 'file: reason'; returns how many succeeded."""
+        from ..core.imageio import read_image
+
+        with ThreadPoolExecutor(IO_THREADS) as readers, ThreadPoolExecutor(IO_THREADS) as writers:
+            reads = _read_ahead(readers, read_image, jobs)
+            writes: list[tuple[Job, Future[list[Path]]]] = []
+            for group in _same_size_groups(reads, self.args.batch_size, failures):
+                try:
+                    writes += [(job, writers.submit(self._write, job, *maps)) for job, maps in self._segment(group)]
+                except USER_ERRORS as error:
+                    failures += [f"{job.source}: {error}" for job, _ in group]
+                    print(f"error: {', '.join(str(job.source) for job, _ in group)}: {error}", file=sys.stderr)
+            succeeded = 0
+            for job, future in writes:
+                try:
+                    written = future.result()
+                except OSError as error:
+                    failures.append(f"{job.source}: {error}")
+                    print(f"error: {job.source}: {error}", file=sys.stderr)
+                    continue
+                succeeded += 1
+                print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
+        return succeeded
+
+    def _segment(self, group: list[tuple[Job, np.ndarray]]) -> list[tuple[Job, tuple[np.ndarray, np.ndarray]]]:
+        """(job, (probability, mask)) for every image of a same-size group, run as one stack."""
+        import numpy as np
+
+        from ..core.inference import segment
+        from ..core.preprocess import featureless_slices
+        from ..core.thresholds import binarise
+
+        stack = np.stack([image for _, image in group])
+        maps = segment(self.model, stack, device=self.device, batch_size=self.args.batch_size, tta=self.args.tta)
+        for note in maps.notes:
+            if "featureless" not in note:
+                print(f"warning: {note}", file=sys.stderr)
+        results = []
+        for index in featureless_slices(stack):
+            print(
+                f"warning: {group[index][0].source}: the image is featureless (one value everywhere): no vessels; "
+                "check that the right file or channel was opened",
+                file=sys.stderr,
+            )
+        for (job, image), probability in zip(group, maps.fine, strict=True):
+            mask = binarise(probability, self.threshold)
+            if self.measures:
+                self.measures.add(job.source.name, mask, scan=image)
+            results.append((job, (probability, mask)))
+        return results
+
+    def _write(self, job: Job, probability: np.ndarray, mask: np.ndarray) -> list[Path]:
+        import numpy as np
+        import tifffile
+        from skimage.io import imsave
+
+        writers = {
+            job.probability: lambda tmp: tifffile.imwrite(tmp, probability.astype(np.float32)),
+            job.mask: lambda tmp: imsave(tmp, (mask * 255).astype(np.uint8), check_contrast=False),
+        }
+        written = [path for path in writers if self.args.overwrite or not path.exists()]
+        for path in written:
+            write_atomically(path, writers[path])
+        return written
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, read: Callable[[Path], np.ndarray], jobs: list[Job]
+) -> Iterator[tuple[Job, Future[np.ndarray]]]:
+    """(job, pending read) in order, with at most READ_AHEAD reads submitted ahead of the consumer."""
+    window: deque[tuple[Job, Future[np.ndarray]]] = deque()
+    for job in jobs:
+        window.append((job, pool.submit(read, job.source)))
+        if len(window) > READ_AHEAD:
+            yield window.popleft()
+    yield from window
+
+
+def _same_size_groups(
+    reads: Iterator[tuple[Job, Future[np.ndarray]]], batch_size: int, failures: list[str]
+) -> Iterator[list[tuple[Job, np.ndarray]]]:
+    """Consecutive readable images of one shape, at most ``batch_size`` a group; unreadable files go to ``failures``."""
+    group: list[tuple[Job, np.ndarray]] = []
+    for job, future in reads:
+        try:
+            image = future.result()
+        except USER_ERRORS + (OSError,) as error:
+            failures.append(f"{job.source}: {error}")
+            print(f"error: {job.source}: {error}", file=sys.stderr)
+            continue
+        if group and (image.shape != group[0][1].shape or len(group) == batch_size):
+            yield group
+            group = []
+        group.append((job, image))
+    if group:
+        yield group
