@@ -42,6 +42,11 @@ POLY_POWER = 0.9
 FINE_SHARE = 0.1
 
 
+def default_fine_epochs(epochs: int) -> int:
+    """SRS (stage 2) epochs when none are given: a fifth of the SCS epochs, at least one."""
+    return max(1, epochs // 5)
+
+
 @dataclass
 class TrainSettings:
     """Everything that defines a training run (recorded in the checkpoint's provenance)."""
@@ -83,7 +88,7 @@ class TrainSettings:
 
     @property
     def stage_epochs(self) -> tuple[int, int]:
-        fine = self.fine_epochs if self.fine_epochs is not None else max(1, self.epochs // 5)
+        fine = self.fine_epochs if self.fine_epochs is not None else default_fine_epochs(self.epochs)
         return self.epochs, fine
 
     def last_path(self) -> Path:
@@ -591,4 +596,13 @@ def train(
     return run_to_end(iter_train(train_images, val_images, settings, **options))
 
 
-__all__ = ["TrainEvent", "TrainResult", "TrainSettings", "check_training_images", "iter_train", "train"]
+__all__ = [
+    "TrainEvent",
+    "TrainResult",
+    "TrainSettings",
+    "check_settings",
+    "check_training_images",
+    "default_fine_epochs",
+    "iter_train",
+    "train",
+]
