@@ -22,8 +22,8 @@ from napari_octanet.core.library import ENV_VAR
 from napari_octanet.core.network import OctaNet
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
+from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
 from napari_octanet.plugin import train_widget as train_module
-from napari_octanet.plugin._train_data import LayerData, LayerPair, labelled_slices
 from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
@@ -202,7 +202,7 @@ def test_partially_labelled_stack_uses_only_the_painted_slices(make_napari_viewe
     [
         ("mismatched", ["'scan'", "(64, 64)", "'labels'", "(48, 48)"]),
         ("empty", ["'labels'", "are empty", "paint some vessels"]),
-        ("all vessel", ["'labels'", "every pixel as vessel"]),
+        ("all vessel", ["'scan'", "every pixel as vessel"]),
         ("tiny", ["'scan'", "only 20 x 20", "at least 32 x 32"]),
         ("no labels", ["Choose the vessel labels", "'scan'"]),
         ("name taken", [f"{START!r}", "already listed"]),
@@ -294,9 +294,9 @@ def test_progress_and_epoch_size_helpers():
     assert (step.done, step.total) == (5, 120) and "epoch 1/10: step 5/10" in step.message
     epoch = progress_of(TrainEvent("epoch", 2, 1, 2, 10, 10, 0.25, 0.8, 0.8), (10, 2), 10)
     assert epoch.done == 110 and "Stage 2 (SRS, fine)" in epoch.message and "Dice 0.800" in epoch.message
-    pair = LayerPair(
-        LayerData("x", np.zeros((2, 96, 64), np.uint8)),
-        LayerData("y", np.ones((2, 96, 64), np.uint8) * np.eye(96, 64, dtype=np.uint8)),
+    pair = ImagePair(
+        NamedArray("x", np.zeros((2, 96, 64), np.uint8)),
+        NamedArray("y", np.ones((2, 96, 64), np.uint8) * np.eye(96, 64, dtype=np.uint8)),
     )
     data = labelled_slices([pair])
     assert data.crop_size == 64

@@ -18,11 +18,7 @@ def as_image_stack(image: np.ndarray, *, rgb: bool | None = None) -> tuple[np.nd
     ``rgb`` is True, or when it is None and the array is (H, W, 3|4). Anything else that is not
     2D or 3D is refused with a message that names the shape.
     """
-    array = np.asarray(image)
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise InputError(f"image has dtype {array.dtype}; expected integer or floating-point pixels")
+    array = numeric_pixels(image)
     looks_rgb = array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) >= MIN_SIZE
     if rgb or (rgb is None and looks_rgb):
         if array.shape[-1] not in (3, 4):
@@ -52,6 +48,16 @@ def as_image_stack(image: np.ndarray, *, rgb: bool | None = None) -> tuple[np.nd
     if array.shape[0] == 0:
         raise InputError("the image stack is empty")
     return array, was_2d
+
+
+def numeric_pixels(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """The pixels as an integer or floating-point array (booleans as 0/1); anything else is refused."""
+    array = np.asarray(image)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{what} has dtype {array.dtype}; expected integer or floating-point pixels")
+    return array
 
 
 def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:

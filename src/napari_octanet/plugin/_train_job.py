@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ._train_data import TrainingData
+from napari_octanet.core.training.data import TrainingData
 
 if TYPE_CHECKING:
     from napari_octanet.core.training.data import TrainingImage

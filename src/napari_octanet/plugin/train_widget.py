@@ -1,7 +1,7 @@
 """The "Fine-tune" dock: train OCTA-Net on image layers and the vessels painted on them.
 
 A thin adapter, like the segmentation dock: the form is read and the layers' pixels are copied
-into a :class:`TrainRequest` on the GUI thread (with the checks in :mod:`._train_data`), the
+into a :class:`TrainRequest` on the GUI thread (with the checks in :mod:`napari_octanet.core.training.data`), the
 core's trainer runs in a worker (:mod:`._train_job`, :mod:`._workers`), and the progress and the
 result come back to the GUI thread. Stop asks the trainer to finish after its current step, so it
 keeps the best model. The best model goes into the user's model library (float16, a unique name,
@@ -28,11 +28,11 @@ from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
+from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
 from ._train_curve import LossCurve
-from ._train_data import LayerData, LayerPair, TrainingDataError, labelled_slices
 from ._train_job import TrainOutcome, TrainProgress, TrainRequest, keep_best, train_job
 from ._train_pairs import PairTable
 from ._workers import JobControls, notify_failure
@@ -399,7 +399,7 @@ class TrainWidget(ScrollingDock):
         )
         return request, notes
 
-    def _layer_pairs(self) -> list[LayerPair]:
+    def _layer_pairs(self) -> list[ImagePair]:
         """Copy each row's layers (on the GUI thread: the worker never touches layers)."""
         rows = self._pairs.rows
         if all(row.image.value is None for row in rows):
@@ -419,7 +419,7 @@ class TrainWidget(ScrollingDock):
                 )
             centerline = row.centerline.value
             pairs.append(
-                LayerPair(
+                ImagePair(
                     _copy(image, rgb=bool(image.rgb)),
                     _copy(label),
                     _copy(centerline) if centerline is not None else None,
@@ -493,13 +493,13 @@ def _score(outcome: TrainOutcome) -> str:
     return after if outcome.val_dice_before is None else f"{after}, {outcome.val_dice_before:.3f} before fine-tuning"
 
 
-def _copy(layer: Layer, *, rgb: bool = False) -> LayerData:
+def _copy(layer: Layer, *, rgb: bool = False) -> NamedArray:
     if layer.multiscale:
         raise FormError(
             f"Layer {layer.name!r} is multiscale (an image pyramid), which training does not take: add its "
             "full-resolution level as a layer of its own (viewer.add_image(layer.data[0]))."
         )
-    return LayerData(layer.name, np.array(layer.data), rgb)
+    return NamedArray(layer.name, np.array(layer.data), rgb)
 
 
 __all__ = ["TrainWidget"]

@@ -30,11 +30,10 @@ from ..devices import resolve_device
 from ..inference import segment
 from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
-from ..network.config import MIN_SIZE, SIZE_MULTIPLE
 from ..preprocess import InputError
 from ..progress import run_to_end
 from .augment import AugmentConfig
-from .data import TrainingImage, epoch_order, make_batch
+from .data import TrainingImage, check_training_images, epoch_order, make_batch
 from .distributed import Distributed
 from .losses import get_loss
 
@@ -160,22 +159,6 @@ class TrainResult:
 
 class _Stop(Exception):
     """Raised inside the loop when ``should_stop`` turns true."""
-
-
-def check_training_images(train: Sequence[TrainingImage], crop_size: int) -> None:
-    """Refuse data that cannot train anything, with a message that says what to fix."""
-    if not train:
-        raise InputError("no training images: give at least one image with a vessel label")
-    if not any(image.label.any() for image in train):
-        raise InputError("every label is empty: paint some vessels (any value > 0) before training")
-    full = [image.name or str(i) for i, image in enumerate(train) if image.label.all()]
-    if full:
-        raise InputError(f"label(s) {', '.join(full)} mark every pixel as vessel; paint the background as 0")
-    smallest = min(min(image.image.shape) for image in train)
-    if smallest < MIN_SIZE:
-        raise InputError(f"an image is only {smallest} pixels wide; training needs at least {MIN_SIZE} x {MIN_SIZE}")
-    if crop_size % SIZE_MULTIPLE or crop_size < MIN_SIZE:
-        raise InputError(f"crop size {crop_size} must be a positive multiple of {SIZE_MULTIPLE}")
 
 
 def check_settings(settings: TrainSettings) -> None:
@@ -433,12 +416,12 @@ class _Run:
         optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             if stage == 1:
-                pixel, centerline = trainable(image.expand(-1, 3, -1, -1))
+                pixel, centerline = trainable(image)
                 with self._no_autocast():
                     loss = self.loss(pixel, pixel_target) + self.loss(centerline, centerline_target)
             else:
                 with torch.no_grad():
-                    pixel, centerline = self.network.coarse(image.expand(-1, 3, -1, -1))
+                    pixel, centerline = self.network.coarse(image)
                 fine = trainable(image, pixel, centerline)
                 with self._no_autocast():
                     loss = self.loss(fine, label)
@@ -462,14 +445,11 @@ class _Run:
         """Mean Dice (Otsu) and AUC on the held-out images: the coarse max in stage 1, SRS in stage 2."""
         if not self.val:
             return None, None
-        was_training = (self.network.coarse.training, self.network.fine.training)
         by_group: dict[str, list[dict[str, float]]] = {}
         for image in self.val:
             maps = segment(self.network, image.image, device=self.device, batch_size=1, prescaled=True)
             probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
             by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
-        self.network.coarse.train(was_training[0])
-        self.network.fine.train(was_training[1])
         return _mean_over_groups(by_group, "dice"), _mean_over_groups(by_group, "auc")
 
     def _record_epoch(
