@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
-from ..core.training.trainer import TrainSettings
+from ..core.training.settings import AugmentConfig, TrainSettings
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -122,8 +122,6 @@ def output_path(args: argparse.Namespace) -> Path:
 
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
-    from ..core.training.augment import AugmentConfig
-
     return TrainSettings(
         out=str(output_path(args)),
         config=args.config,

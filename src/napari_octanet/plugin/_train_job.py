@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from napari_octanet.core.training.data import TrainingData
+from napari_octanet.core.training.settings import AugmentConfig, TrainSettings, default_fine_epochs
 
 if TYPE_CHECKING:
     from napari_octanet.core.training.data import TrainingImage
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 #: An epoch draws random crops covering the training pixels about once, and at least this many batches.
 MIN_STEPS_PER_EPOCH = 4
-#: Epochs without a better validation score before a stage ends early.
-PATIENCE = 10
 STAGE_NAMES = {1: "Stage 1 (SCS, coarse)", 2: "Stage 2 (SRS, fine)"}
 
 E = TypeVar("E")
@@ -68,7 +67,7 @@ class TrainRequest:
 
     @property
     def stage_epochs(self) -> tuple[int, int]:
-        fine = self.fine_epochs if self.fine_epochs is not None else max(1, self.epochs // 5)
+        fine = self.fine_epochs if self.fine_epochs is not None else default_fine_epochs(self.epochs)
         return self.epochs, fine
 
     def provenance(self) -> dict[str, Any]:
@@ -185,9 +184,8 @@ def keep_best(request: TrainRequest, provenance: dict[str, Any]) -> Path | None:
 def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[TrainProgress, None, TrainOutcome]:
     """Build the training images, hold out the validation ones, run the core's two-stage trainer, keep the best."""
     from napari_octanet.core.registry import registry
-    from napari_octanet.core.training.augment import AugmentConfig
     from napari_octanet.core.training.data import split_train_val, training_image
-    from napari_octanet.core.training.trainer import TrainSettings, iter_train
+    from napari_octanet.core.training.trainer import iter_train
 
     started = time.perf_counter()
     slices = request.data.slices
@@ -206,7 +204,6 @@ def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generat
         augment=AugmentConfig() if request.augment else AugmentConfig.none(),
         crop_size=crop_size,
         samples_per_epoch=samples_per_epoch(train, request.batch_size, crop_size),
-        patience=PATIENCE,
         seed=request.seed,
         device=request.device,
     )

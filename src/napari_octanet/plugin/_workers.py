@@ -35,6 +35,10 @@ Y = TypeVar("Y")
 R = TypeVar("R")
 
 
+class FormError(ValueError):
+    """The form cannot start a run; the message says what to choose instead."""
+
+
 class ProgressLike(Protocol):
     """What :class:`JobControls` shows of a yielded value (the core's ``Progress`` fits)."""
 

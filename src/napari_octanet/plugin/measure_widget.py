@@ -32,17 +32,13 @@ from napari_octanet.core.measure import (
 
 from ._layers import TAG
 from ._scrolling import ScrollingDock
-from ._workers import JobControls, call_as_job, describe_failure, notify_failure
+from ._workers import FormError, JobControls, call_as_job, describe_failure, notify_failure
 
 if TYPE_CHECKING:
     import napari
 
 FOV, SCALE, PIXELS = "fov", "scale", "pixels"
 FAZ_ROLE, RINGS_ROLE = "faz", "etdrs rings"
-
-
-class FormError(ValueError):
-    """The form cannot start a measurement; the message says what to choose instead."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, mod
 from ._scrolling import ScrollingDock
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
 from ._workers import (
+    FormError,
     Job,
     JobCallbacks,
     JobControls,
@@ -64,10 +65,6 @@ COARSE = (
     OutputKind("pixel", "coarse vessel probability", "image", _HIDDEN_MAP),
     OutputKind("centerline", "coarse centerline probability", "image", _HIDDEN_MAP),
 )
-
-
-class FormError(ValueError):
-    """The form cannot start a run; the message says what to choose instead."""
 
 
 @dataclass(frozen=True)

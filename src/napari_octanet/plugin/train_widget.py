@@ -29,13 +29,14 @@ from superqt.utils import ensure_main_thread
 from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
+from napari_octanet.core.training.settings import TrainSettings, default_fine_epochs
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
 from ._train_curve import LossCurve
 from ._train_job import TrainOutcome, TrainProgress, TrainRequest, keep_best, train_job
 from ._train_pairs import PairTable
-from ._workers import JobControls, notify_failure
+from ._workers import FormError, JobControls, notify_failure
 
 if TYPE_CHECKING:
     import napari
@@ -53,15 +54,6 @@ MIN_BATCH = 2
 LR_FINE_TUNE = 1e-4
 LR_SCRATCH = 1e-3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
-
-
-class FormError(ValueError):
-    """The form cannot start a run; the message says what to choose instead."""
-
-
-def _fine_epochs_for(epochs: int) -> int:
-    """The trainer's default number of stage-2 (SRS) epochs."""
-    return max(1, int(epochs) // 5)
 
 
 def _timestamp() -> str:
@@ -162,14 +154,14 @@ class TrainWidget(ScrollingDock):
             max=1000,
             value=20,
             tooltip="Epochs of stage 1, the coarse SCS network. An epoch draws random crops covering the "
-            "training images about once (at least 4 batches); a stage ends early after 10 epochs "
-            "without a better validation score",
+            "training images about once (at least 4 batches); a stage ends early after "
+            f"{TrainSettings.patience} epochs without a better validation score",
         )
         self._fine_epochs = SpinBox(
             label="epochs (SRS)",
             min=1,
             max=1000,
-            value=_fine_epochs_for(self._epochs.value),
+            value=default_fine_epochs(self._epochs.value),
             tooltip="Epochs of stage 2, the fine SRS network (the coarse one frozen); follows a fifth "
             "of the stage-1 epochs until you change it",
         )
@@ -260,8 +252,8 @@ class TrainWidget(ScrollingDock):
 
     def _on_epochs_changed(self, epochs: int) -> None:
         """Stage-2 epochs follow a fifth of stage 1's, unless the user set them."""
-        if self._fine_epochs.value == _fine_epochs_for(self._epochs_shown):
-            self._fine_epochs.value = _fine_epochs_for(epochs)
+        if self._fine_epochs.value == default_fine_epochs(self._epochs_shown):
+            self._fine_epochs.value = default_fine_epochs(epochs)
         self._epochs_shown = int(epochs)
 
     def _on_layers_changed(self) -> None:

@@ -6,24 +6,11 @@ Geometric transforms move image and targets together; intensity transforms touch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    flips: bool = True
-    rot90: bool = True
-    max_rotation_degrees: float = 10.0
-    gamma_range: tuple[float, float] = (0.6, 1.7)
-    contrast_range: tuple[float, float] = (0.7, 1.3)
-    noise_std: float = 0.02
-
-    @classmethod
-    def none(cls) -> AugmentConfig:
-        return cls(False, False, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
+from .settings import AugmentConfig
 
 
 def random_crop(stack: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:

@@ -32,67 +32,12 @@ from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
-from .augment import AugmentConfig
 from .data import TrainingImage, check_training_images, epoch_order, make_batch
 from .distributed import Distributed
 from .losses import get_loss
+from .settings import TrainSettings, default_fine_epochs
 
 POLY_POWER = 0.9
-FINE_SHARE = 0.1
-
-
-def default_fine_epochs(epochs: int) -> int:
-    """SRS (stage 2) epochs when none are given: a fifth of the SCS epochs, at least one."""
-    return max(1, epochs // 5)
-
-
-@dataclass
-class TrainSettings:
-    """Everything that defines a training run (recorded in the checkpoint's provenance)."""
-
-    out: str = "octanet.safetensors"
-    #: A named configuration ('lite', 'paper') or a custom NetworkConfig (used with init 'scratch').
-    config: str | NetworkConfig = "lite"
-    init: str | None = None
-    epochs: int = 30
-    fine_epochs: int | None = None
-    batch_size: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    loss: str = "dice_bce"
-    crop_size: int = 256
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    samples_per_epoch: int | None = None
-    balance_groups: bool = False
-    patience: int = 10
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool | None = None
-    resume: str | None = None
-    #: Wall-clock limit in minutes for both stages (None: none). Stage 1 gets FINE_SHARE less of it;
-    #: the learning-rate decay follows whichever runs out first, epochs or time.
-    time_budget_minutes: float | None = None
-    #: Replace an existing file at ``out``; without it (and without ``resume``) such a file is refused.
-    overwrite: bool = False
-    #: Keep the resume state (OUT-last) after a completed run; a stopped run always keeps it.
-    keep_resume_state: bool = False
-    #: Store the best model's weights as float16 (half the size; what the model library keeps).
-    half: bool = False
-
-    def stage_budget_seconds(self, stage: int) -> float | None:
-        if self.time_budget_minutes is None:
-            return None
-        share = FINE_SHARE if self.stage_epochs[1] > 0 else 0.0
-        return 60.0 * self.time_budget_minutes * (share if stage == 2 else 1.0 - share)
-
-    @property
-    def stage_epochs(self) -> tuple[int, int]:
-        fine = self.fine_epochs if self.fine_epochs is not None else default_fine_epochs(self.epochs)
-        return self.epochs, fine
-
-    def last_path(self) -> Path:
-        out = Path(self.out)
-        return out.with_name(out.stem + "-last" + out.suffix)
 
 
 EventKind = Literal["start", "step", "epoch", "done"]

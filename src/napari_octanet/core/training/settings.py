@@ -1,0 +1,84 @@
+"""What defines a training run, and its defaults: one home for the CLI, the dock and the trainer.
+
+No torch here, so the dock and the command line can read the defaults without loading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..network import NetworkConfig
+
+#: The share of a time budget that stage 2 (SRS) gets.
+FINE_SHARE = 0.1
+
+
+def default_fine_epochs(epochs: int) -> int:
+    """SRS (stage 2) epochs when none are given: a fifth of the SCS epochs, at least one."""
+    return max(1, epochs // 5)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flips: bool = True
+    rot90: bool = True
+    max_rotation_degrees: float = 10.0
+    gamma_range: tuple[float, float] = (0.6, 1.7)
+    contrast_range: tuple[float, float] = (0.7, 1.3)
+    noise_std: float = 0.02
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        return cls(False, False, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a training run (recorded in the checkpoint's provenance)."""
+
+    out: str = "octanet.safetensors"
+    #: A named configuration ('lite', 'paper') or a custom NetworkConfig (used with init 'scratch').
+    config: str | NetworkConfig = "lite"
+    init: str | None = None
+    epochs: int = 30
+    fine_epochs: int | None = None
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "dice_bce"
+    crop_size: int = 256
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    samples_per_epoch: int | None = None
+    balance_groups: bool = False
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool | None = None
+    resume: str | None = None
+    #: Wall-clock limit in minutes for both stages (None: none). Stage 1 gets FINE_SHARE less of it;
+    #: the learning-rate decay follows whichever runs out first, epochs or time.
+    time_budget_minutes: float | None = None
+    #: Replace an existing file at ``out``; without it (and without ``resume``) such a file is refused.
+    overwrite: bool = False
+    #: Keep the resume state (OUT-last) after a completed run; a stopped run always keeps it.
+    keep_resume_state: bool = False
+    #: Store the best model's weights as float16 (half the size; what the model library keeps).
+    half: bool = False
+
+    def stage_budget_seconds(self, stage: int) -> float | None:
+        if self.time_budget_minutes is None:
+            return None
+        share = FINE_SHARE if self.stage_epochs[1] > 0 else 0.0
+        return 60.0 * self.time_budget_minutes * (share if stage == 2 else 1.0 - share)
+
+    @property
+    def stage_epochs(self) -> tuple[int, int]:
+        fine = self.fine_epochs if self.fine_epochs is not None else default_fine_epochs(self.epochs)
+        return self.epochs, fine
+
+    def last_path(self) -> Path:
+        out = Path(self.out)
+        return out.with_name(out.stem + "-last" + out.suffix)
