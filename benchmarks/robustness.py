@@ -44,7 +44,7 @@ def _hot_pixel(image: np.ndarray) -> np.ndarray:
 VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "8-bit as stored": lambda image: image,
     "16-bit": lambda image: image.astype(np.uint16) * 257,
-    "12-bit in uint16": lambda image: (image.astype(np.uint16) * 4095 // 255).astype(np.uint16),
+    "12-bit in uint16": lambda image: (image.astype(np.uint32) * 4095 // 255).astype(np.uint16),
     "int32": lambda image: image.astype(np.int32),
     "float, one hot pixel": _hot_pixel,
     "gamma 0.5": _gamma(0.5),
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--model", default="default", help="a registered name or a checkpoint file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=tuple(VARIANTS), help="run these variants only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(registry.resolve(args.model))
@@ -66,6 +67,8 @@ def main() -> None:
     print("|---" * (1 + 2 * len(SPLITS)) + "|")
     samples = {s: [load_sample(x) for x in index_dataset(args.data / s, "pairs", "val").samples] for s in SPLITS}
     for name, variant in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
         cells = []
         for split in SPLITS:
             scores = [
