@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from napari.settings import get_settings
 from qtpy.QtWidgets import (
     QAbstractButton,
     QAbstractSlider,
@@ -12,6 +13,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QLineEdit,
     QProgressBar,
+    QScrollArea,
     QWidget,
 )
 
@@ -85,3 +87,40 @@ def test_a_view_the_user_zoomed_is_not_refitted(make_napari_viewer, qtbot) -> No
     viewer.window._qt_window.resize(900, 700)
     qtbot.wait(100)
     assert camera.zoom == pytest.approx(zoom)
+
+
+def controls_cut_at_the_right(dock) -> list[str]:
+    """Visible controls of a dock whose right edge lies beyond its scroll area's viewport (so hidden)."""
+    scroll_area = dock.native.findChild(QScrollArea)
+    viewport = scroll_area.viewport()
+    return [
+        f"{type(control).__name__} right edge {control.mapTo(viewport, control.rect().topRight()).x()} "
+        f"> viewport {viewport.width()}"
+        for control in scroll_area.widget().findChildren(QWidget)
+        if isinstance(control, CONTROLS)
+        and control.isVisible()
+        and control.mapTo(viewport, control.rect().topRight()).x() >= viewport.width()
+    ]
+
+
+@pytest.mark.parametrize("restyle", [False, True], ids=["first-frame", "restyled"])
+def test_the_fine_tune_rows_are_not_cut_at_the_right(make_napari_viewer, qtbot, restyle) -> None:
+    """Each spin box's right edge lies within its dock's viewport at 1280 x 800, from the pass of the event
+    loop that widens the rows on: napari's style sheet widens them as the docks are first shown (the
+    first frame, or a screenshot taken then, as scripts/screenshot.py --loop does), and a theme or font
+    change widens them later. A scroll area hides its content's size from the layouts around it, so the
+    dock used to keep its narrower width for a few passes, the rows cut at the right ("+" hidden)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*LAPTOP)
+    viewer.add_image(np.zeros((64, 64)), name="scan")
+    segment = SegmentWidget(viewer, synchronous=True)
+    train = TrainWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(segment, name="Segment vessels")
+    viewer.window.add_dock_widget(train, name="Fine-tune")
+    if restyle:
+        qtbot.wait(100)
+        get_settings().appearance.font_size = 13  # napari's Preferences: every row wider than the dock was
+    QApplication.processEvents()  # one pass
+    assert train.native.findChildren(QAbstractSpinBox), "no spin boxes to check"
+    for dock in (segment, train):
+        assert controls_cut_at_the_right(dock) == [], type(dock).__name__

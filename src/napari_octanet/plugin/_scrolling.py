@@ -29,6 +29,7 @@ class FittingScrollArea(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setWidget(content)
         content.installEventFilter(self)
+        self.viewport().installEventFilter(self)  # the content's updateGeometry() posts its LayoutRequest here
         self._fit_content()
 
     def _scroll_bar_width(self) -> int:
@@ -50,15 +51,34 @@ class FittingScrollArea(QScrollArea):
     def _fit_content(self) -> None:
         """Keep every row at its size hint: a resizable scroll area would otherwise press the content
         down to its minimum size (napari's style sheet lets spin boxes shrink below their hint), and
-        never grow taller than the content, so that the room left goes to the docks below."""
-        height = self.widget().sizeHint().height()
-        self.widget().setMinimumHeight(height)
+        never grow taller than the content, so that the room left goes to the docks below.
+
+        The width is kept at least the content's minimum, and the dock's layout told at once: a scroll
+        area hides its content's size from the layouts around it, so without this the dock kept the
+        width its rows had before napari's style sheet widened them (as they are first shown) for a few
+        passes of the event loop, and a first frame or screenshot showed the rows cut at the right."""
+        content = self.widget()
+        height = content.sizeHint().height()
+        content.setMinimumHeight(height)
         self.setMaximumHeight(height + self._frame())
+        self.setMinimumWidth(self.minimumSizeHint().width())
         self.updateGeometry()
+        parent = self.parentWidget()
+        if parent is not None and parent.layout() is not None:
+            parent.layout().activate()  # the dock's minimum follows now, not a pass of the event loop later
+
+    #: Events after which the content may have changed its size: rows shown or hidden, or restyled.
+    _REFIT_EVENTS = (
+        QEvent.Type.LayoutRequest,
+        QEvent.Type.Show,
+        QEvent.Type.Polish,
+        QEvent.Type.StyleChange,
+        QEvent.Type.FontChange,
+    )
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        """A row shown or hidden changes the content's hint: fit it again."""
-        if event.type() == QEvent.Type.LayoutRequest:
+        """A row shown, hidden or restyled changes the content's hint: fit it again."""
+        if event.type() in self._REFIT_EVENTS and self.widget() is not None:
             self._fit_content()
         return super().eventFilter(watched, event)
 
