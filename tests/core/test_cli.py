@@ -6,20 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 from skimage.io import imread, imsave
 
 from napari_octanet.cli import main
-from napari_octanet.core.checkpoint import load_model, save_checkpoint
+from napari_octanet.core.checkpoint import load_model
 from napari_octanet.core.inference import segment
-from napari_octanet.core.network import OctaNet
-from tiny_models import TINY
 
 
 @pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path / "tiny.safetensors", OctaNet(TINY))
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 def test_segment_writes_a_map_and_a_mask_per_input(tmp_path: Path, checkpoint: Path) -> None:

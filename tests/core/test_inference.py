@@ -14,7 +14,8 @@ from napari_octanet.core.thresholds import binarise
 
 
 class EchoNet(nn.Module):
-    """Returns its (padded) input as all three maps: any misplaced pad or crop shows in the output."""
+    """Shows exactly what the network was given: the (padded) input as the pixel map, half of it as
+    the centerline map and its mirror image as the fine map, so any misplaced pad or crop shows."""
 
     def forward(self, image: torch.Tensor) -> OctaNetOutput:
         assert image.shape[-1] % 32 == 0 and image.shape[-2] % 32 == 0
@@ -83,7 +84,7 @@ def test_padding_leaves_no_seam(tiny_network: OctaNet) -> None:
 def test_bit_depth_and_storage_type_do_not_change_what_the_network_sees() -> None:
     """A 12-bit scan stored as uint16, an int32 copy and a float copy are the same scan as the 8-bit one."""
     scan = np.random.default_rng(4).integers(0, 256, (64, 64)).astype(np.uint8)
-    as_8bit = segment(_EchoNetwork(), scan, device="cpu").fine
+    as_8bit = segment(EchoNet(), scan, device="cpu").pixel
     assert as_8bit.max() == 1.0 and as_8bit.min() == 0.0
     for variant in (
         scan.astype(np.uint16) * 257,
@@ -91,7 +92,7 @@ def test_bit_depth_and_storage_type_do_not_change_what_the_network_sees() -> Non
         scan.astype(np.int32) - 1000,
         scan.astype(np.float32) / 7.0 + 100.0,
     ):
-        np.testing.assert_allclose(segment(_EchoNetwork(), variant, device="cpu").fine, as_8bit, atol=2e-3)
+        np.testing.assert_allclose(segment(EchoNet(), variant, device="cpu").pixel, as_8bit, atol=2e-3)
 
 
 def test_a_hot_pixel_does_not_darken_the_scan() -> None:
@@ -99,16 +100,16 @@ def test_a_hot_pixel_does_not_darken_the_scan() -> None:
     scan = np.random.default_rng(6).random((64, 64)).astype(np.float32)
     hot = scan.copy()
     hot[10, 10] = 1000.0
-    seen = segment(_EchoNetwork(), hot, device="cpu").fine
+    seen = segment(EchoNet(), hot, device="cpu").pixel
     assert seen[10, 10] == 1.0
-    reference = segment(_EchoNetwork(), scan, device="cpu").fine
+    reference = segment(EchoNet(), scan, device="cpu").pixel
     assert np.abs(np.delete(seen.ravel(), 10 * 64 + 10) - np.delete(reference.ravel(), 10 * 64 + 10)).max() < 0.01
 
 
 def test_each_slice_of_a_stack_is_scaled_on_its_own() -> None:
     scan = np.random.default_rng(7).random((64, 64)).astype(np.float32)
     stack = np.stack([scan, scan * 0.1 + 5.0])
-    seen = segment(_EchoNetwork(), stack, device="cpu").fine
+    seen = segment(EchoNet(), stack, device="cpu").pixel
     np.testing.assert_allclose(seen[0], seen[1], atol=1e-4)
 
 
@@ -200,19 +201,12 @@ def test_running_out_of_cpu_memory_is_a_clear_error() -> None:
         segment(Exhausted(), np.zeros((64, 64), np.float32) + np.eye(64, dtype=np.float32), device="cpu")
 
 
-class _EchoNetwork(nn.Module):
-    """Returns its input as all three maps: shows exactly what the network was given."""
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return image, image, image
-
-
 def test_prescaled_images_are_not_stretched_again() -> None:
     """Training images are already in [0, 1]; validating them must match the original file's scaling."""
     dim = np.random.default_rng(3).integers(20, 120, (64, 64), dtype=np.uint8)
     scaled = normalise(dim[None])[0]
-    from_file = segment(_EchoNetwork(), dim, device="cpu").fine
-    prescaled = segment(_EchoNetwork(), scaled, device="cpu", prescaled=True).fine
+    from_file = segment(EchoNet(), dim, device="cpu").pixel
+    prescaled = segment(EchoNet(), scaled, device="cpu", prescaled=True).pixel
     np.testing.assert_allclose(prescaled, from_file, atol=1e-6)
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_octanet.core.checkpoint import load_checkpoint, load_model, save_checkpoint
-from napari_octanet.core.network import OctaNet
+from napari_octanet.core.checkpoint import load_checkpoint, load_model
 from napari_octanet.core.preprocess import InputError
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
@@ -25,9 +24,8 @@ def tiny_images(n: int = 4, size: int = 64) -> list:
 
 
 @pytest.fixture
-def tiny_init(tmp_path: Path) -> str:
-    torch.manual_seed(0)
-    return str(save_checkpoint(tmp_path / "init.safetensors", OctaNet(TINY)))
+def tiny_init(tiny_checkpoint: Path) -> str:
+    return str(tiny_checkpoint)
 
 
 def settings(tmp_path: Path, init: str, **overrides: object) -> TrainSettings:

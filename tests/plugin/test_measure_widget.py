@@ -8,19 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from napari.layers import Labels, Shapes
-from napari.utils import notifications
 from skimage.draw import disk
 
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.plugin.measure_widget import MeasureWidget
-
-
-@pytest.fixture
-def shown(monkeypatch) -> dict[str, list[str]]:
-    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    for kind in messages:
-        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
-    return messages
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from collections.abc import Generator
 
 import numpy as np
 import pytest
-import torch
 from napari.layers import Image, Labels
-from napari.utils import notifications
 
 from napari_octanet.core import checkpoint, inference
 from napari_octanet.core.registry import ModelRegistry
@@ -27,28 +25,10 @@ from napari_octanet.plugin.segment_widget import SegmentWidget
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Generator[None, None, None]:
-    """Tiny convolutions run fastest on one thread, and this machine's other cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def fresh_model_cache() -> Generator[None, None, None]:
     model_cache.clear()
     yield
     model_cache.clear()
-
-
-@pytest.fixture
-def shown(monkeypatch) -> dict[str, list[str]]:
-    """The notifications shown, by kind, instead of napari's pop-ups."""
-    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    for kind in messages:
-        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
-    return messages
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from napari.utils import notifications
 from safetensors import safe_open
 
 from napari_octanet.core import inference
@@ -32,15 +31,6 @@ from tiny_models import TINY
 START = "tiny-start"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny convolutions run fastest on one thread, and this machine's other cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tiny_start(tmp_path):
     """A registered tiny checkpoint to fine-tune; every name registered during the test is forgotten after."""
@@ -51,15 +41,6 @@ def tiny_start(tmp_path):
     yield path
     for name in set(registry.names()) - before:
         registry.unregister(name)
-
-
-@pytest.fixture
-def shown(monkeypatch):
-    """The notifications shown, by kind, instead of napari's pop-ups."""
-    messages: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    for kind in messages:
-        monkeypatch.setattr(notifications, f"show_{kind}", messages[kind].append)
-    return messages
 
 
 @pytest.fixture
