@@ -275,7 +275,7 @@ def test_corrupt_checkpoint_is_named_in_the_error(make_napari_viewer, tmp_path, 
 
 def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, monkeypatch, shown):
     empty = ModelRegistry()
-    for name in empty.names():  # the bundled model, once it ships
+    for name in empty.names():  # the bundled model
         empty.unregister(name)
     monkeypatch.setattr(segment_module, "registry", empty)
     viewer = make_napari_viewer()
@@ -465,3 +465,12 @@ def test_save_results_writes_mask_and_probability_and_asks_before_replacing(
     (tmp_path / mask_name).write_bytes(b"kept")
     widget.form["save"].changed.emit(True)  # declined: nothing replaced
     assert answers == ["asked"] and (tmp_path / mask_name).read_bytes() == b"kept"
+
+
+def test_failures_in_the_cores_words_or_reported_as_a_bug():
+    from napari_octanet.core.devices import DeviceError
+    from napari_octanet.plugin._workers import describe_failure
+
+    assert describe_failure("Segmentation", DeviceError("no CUDA")) == "Segmentation failed: no CUDA"
+    raw = describe_failure("Segmentation", RuntimeError("CUDA error: device-side assert triggered"))
+    assert "unexpectedly" in raw and "please report it" in raw

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .preprocess import rgb_to_grey
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: First bytes of the supported formats, used to spot files that only carry an image suffix.
@@ -131,9 +133,6 @@ def _colour_to_grey(array: np.ndarray) -> np.ndarray:
     """Grey of a colour image in the input's dtype; (H, W, 2) is grey plus alpha."""
     if array.shape[-1] == 2:
         return array[..., 0]
-    # Imported here: the preprocess module pulls in torch, which grey images never need.
-    from .preprocess import rgb_to_grey
-
     grey = rgb_to_grey(array)
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)

@@ -173,12 +173,19 @@ class Job(Generic[Y, R]):
 
 #: Exception types whose message is written for the user (the core's InputError, CheckpointError,
 #: ModelNotFoundError, DeviceError and MemoryError derive from these); others are bugs.
-_USER_FACING_ERRORS = (ValueError, LookupError, RuntimeError, MemoryError, OSError)
 
 
 def describe_failure(action: str, error: Exception) -> str:
-    """A one-paragraph message for a notification: the core's own words, never a traceback."""
-    if isinstance(error, _USER_FACING_ERRORS) and not isinstance(error, KeyError):
+    """A one-paragraph message for a notification: the core's own words, never a traceback.
+
+    The core's own errors (bad input, missing models and devices, memory, files) carry messages for
+    users; anything else, a bare RuntimeError from torch included, is reported as a bug.
+    """
+    from napari_octanet.core.devices import DeviceError  # imports torch: only once a job has failed
+
+    if isinstance(error, ValueError | LookupError | DeviceError | MemoryError | OSError) and not isinstance(
+        error, KeyError
+    ):
         return f"{action} failed: {error}"
     return (
         f"{action} failed unexpectedly ({type(error).__name__}: {error}). The full error is in the "
