@@ -62,11 +62,11 @@ def scan_viewer(make_napari_viewer, stack):
 def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=START) -> TrainWidget:
     widget = TrainWidget(viewer, synchronous=synchronous)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
-    widget._model.value = start
-    widget._epochs.value = epochs
-    widget._fine_epochs.value = 1
-    widget._batch.value = 2
-    widget._name.value = name
+    widget.form["model"].value = start
+    widget.form["epochs"].value = epochs
+    widget.form["fine_epochs"].value = 1
+    widget.form["batch"].value = 2
+    widget.form["name"].value = name
     return widget
 
 
@@ -100,7 +100,7 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(
     assert len(loaded.info.provenance["validation_images"]) == 1  # 3 slices, 20 % held out
     assert registry.resolve("tuned") == best.resolve()
     assert "tuned" in segment._model.choices
-    assert "tuned" in widget._model.choices  # and a starting point for the next run
+    assert "tuned" in widget.form["model"].choices  # and a starting point for the next run
     assert [(p.stage, p.epoch) for p in widget._curve.points] == [(1, 1), (2, 1)]
     assert widget._curve.points[0].val_dice is not None
     assert not widget._curve.grab().isNull()
@@ -252,19 +252,19 @@ def test_pair_rows_match_labels_by_shape_and_can_be_added_and_removed(make_napar
 
 def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewer, tmp_path, tiny_start):
     widget = dock(make_napari_viewer(), tmp_path)
-    assert widget._lr.value == pytest.approx(1e-4)
-    widget._model.value = SCRATCH
-    assert widget._lr.value == pytest.approx(1e-3)
-    widget._lr.value = 5e-4
-    widget._model.value = START
-    assert widget._lr.value == pytest.approx(5e-4)  # the user's own value stays
-    widget._epochs.value = 30
-    assert widget._fine_epochs.value == 6
+    assert widget.form["lr"].value == pytest.approx(1e-4)
+    widget.form["model"].value = SCRATCH
+    assert widget.form["lr"].value == pytest.approx(1e-3)
+    widget.form["lr"].value = 5e-4
+    widget.form["model"].value = START
+    assert widget.form["lr"].value == pytest.approx(5e-4)  # the user's own value stays
+    widget.form["epochs"].value = 30
+    assert widget.form["fine_epochs"].value == 6
 
 
 def test_default_name_is_fresh_and_nothing_is_written_before_training(make_napari_viewer, model_library):
     widget = TrainWidget(make_napari_viewer(), synchronous=True)
-    assert widget._name.value.startswith("finetuned-") and widget._name.value not in registry.names()
+    assert widget.form["name"].value.startswith("finetuned-") and widget.form["name"].value not in registry.names()
     assert not model_library.exists()
 
 
@@ -294,10 +294,10 @@ def test_progress_and_epoch_size_helpers():
 def test_batch_size_one_is_refused_with_the_reason(make_napari_viewer, tmp_path, tiny_start):
     widget = dock(make_napari_viewer(), tmp_path)
     with pytest.raises(ValueError, match="outside of the allowed range"):
-        widget._batch.value = 1
-    widget._batch.native.setValue(1)  # typing 1 in the box
-    assert widget._batch.value == 2
-    assert "batch normalisation" in widget._batch.tooltip and "at least 2" in widget._batch.tooltip
+        widget.form["batch"].value = 1
+    widget.form["batch"].native.setValue(1)  # typing 1 in the box
+    assert widget.form["batch"].value == 2
+    assert "batch normalisation" in widget.form["batch"].tooltip and "at least 2" in widget.form["batch"].tooltip
 
 
 def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(

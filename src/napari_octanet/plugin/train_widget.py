@@ -146,9 +146,10 @@ class TrainWidget(ScrollingDock):
     def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
         self._viewer = viewer
         self._pairs = PairTable(viewer)
-        self._model = ComboBox(label="start from", choices=self._model_choices)
-        self._checkpoint = checkpoint_picker("An OCTA-Net checkpoint (.safetensors) to fine-tune", label="checkpoint")
+        self._model = ComboBox(name="model", label="start from", choices=self._model_choices)
+        self._checkpoint = checkpoint_picker("An OCTA-Net checkpoint (.safetensors) to fine-tune", name="checkpoint")
         self._epochs = SpinBox(
+            name="epochs",
             label="epochs (SCS)",
             min=1,
             max=1000,
@@ -158,6 +159,7 @@ class TrainWidget(ScrollingDock):
             f"{TrainSettings.patience} epochs without a better validation score",
         )
         self._fine_epochs = SpinBox(
+            name="fine_epochs",
             label="epochs (SRS)",
             min=1,
             max=1000,
@@ -166,6 +168,7 @@ class TrainWidget(ScrollingDock):
             "of the stage-1 epochs until you change it",
         )
         self._batch = SpinBox(
+            name="batch",
             label="batch size",
             min=MIN_BATCH,
             max=64,
@@ -174,6 +177,7 @@ class TrainWidget(ScrollingDock):
             "needs two or more samples per batch to train",
         )
         self._lr = FloatSpinBox(
+            name="lr",
             label="learning rate",
             min=1e-6,
             max=0.1,
@@ -184,6 +188,7 @@ class TrainWidget(ScrollingDock):
         )
         self._lr.native.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
         self._val = FloatSpinBox(
+            name="validation",
             label="validation",
             min=0.0,
             max=0.5,
@@ -194,11 +199,13 @@ class TrainWidget(ScrollingDock):
             "with the lowest training loss",
         )
         self._augment = CheckBox(
+            name="augment",
             value=True,
             text="augment (flips, rotations, contrast, noise)",
             tooltip="Random flips, rotations, gamma, contrast and noise on the training crops",
         )
         self._name = LineEdit(
+            name="name",
             label="model name",
             tooltip="The best model's name in the model library and in the docks' model lists; a number is "
             "added if the library already has a file of that name (set NAPARI_OCTANET_MODELS to move "
@@ -206,7 +213,8 @@ class TrainWidget(ScrollingDock):
         )
         self._controls = TrainControls(self._on_train_event, synchronous=synchronous)
         self._curve = LossCurve()
-        #: The settings rows, with plain Qt pieces (headings, the pair table, controls, curve) among them.
+        #: The settings rows by name (``form["epochs"]``), with plain Qt pieces (headings, the pair table,
+        #: controls, curve) among them.
         self.form = Container(
             widgets=[
                 self._model,
