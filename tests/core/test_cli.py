@@ -194,8 +194,10 @@ def test_evaluate_json_says_null_for_undefined_metrics(
     imsave(tmp_path / "data" / "val" / "label" / "x.png", np.zeros((64, 64), np.uint8), check_contrast=False)
     code = main(["evaluate", str(tmp_path / "data"), "--split", "val", "--model", str(checkpoint), "--json"])
     assert code == 0
-    summary = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
     assert summary["auc"] is None
+    assert "1/1" in captured.err, "evaluate shows its progress on stderr"
 
 
 def test_info_prints_the_config(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,3 +266,22 @@ def test_torchrun_splits_the_files_across_ranks(tmp_path: Path, checkpoint: Path
     for seed in range(5):
         expected = segment(model, imread(folder / f"s{seed}.png"), device="cpu").fine
         np.testing.assert_allclose(tifffile.imread(out / f"s{seed}_probability.tif"), expected, atol=1e-5)
+
+
+def test_results_are_written_atomically(tmp_path: Path) -> None:
+    """A write that fails half-way leaves the earlier file as it was and no temporary file behind."""
+    from napari_octanet.cli.segment import write_atomically
+
+    target = tmp_path / "scan_vessels.png"
+    target.write_bytes(b"earlier result")
+
+    def fails_half_way(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, fails_half_way)
+    assert target.read_bytes() == b"earlier result"
+    assert [p.name for p in tmp_path.iterdir()] == ["scan_vessels.png"]
+    write_atomically(target, lambda path: path.write_bytes(b"new result"))
+    assert target.read_bytes() == b"new result" and [p.name for p in tmp_path.iterdir()] == ["scan_vessels.png"]

@@ -319,6 +319,7 @@ def test_cli_train_then_evaluate(tmp_path: Path, tiny_init: str) -> None:
     )
     assert trained.returncode == 0, trained.stderr
     assert out.is_file() and not out.with_name("model-last.safetensors").exists()
+    assert "stage 1: " in trained.stderr and "step" in trained.stderr and "loss=" in trained.stderr, "a tqdm bar"
     evaluated = _octanet("evaluate", str(tmp_path / "data"), "--split", "val", "--model", str(out), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads(evaluated.stdout)

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import Any
 
-from ..core.evaluation import MAP_CHOICES
+from ..core.inference import MAP_CHOICES
 from ..core.layouts import LAYOUTS
 from ._common import add_model_options, follow_with_bar, load_model_for
 

@@ -9,13 +9,11 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import LoadedModel
-from .inference import segment
+from .inference import MAP_CHOICES, segment
 from .layouts import DatasetIndex, load_sample
 from .metrics import evaluate_image, summarise
 from .progress import Progress
 from .thresholds import Threshold
-
-MAP_CHOICES = ("fine", "pixel", "centerline", "coarse")
 
 
 @dataclass

@@ -23,6 +23,8 @@ from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 from .progress import Progress, run_to_end
 
+#: The maps a score or a figure can be taken from: SRS output, either coarse map, or their max.
+MAP_CHOICES = ("fine", "pixel", "centerline", "coarse")
 #: The 8 rotations and flips of a square, as (quarter turns, mirrored) pairs.
 DIHEDRAL_VIEWS = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
 #: The most (padded) pixels one forward pass takes, all slices of a batch together. Larger slices
