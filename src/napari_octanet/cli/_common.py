@@ -48,12 +48,12 @@ def follow_with_bar(generator: Generator[Progress, None, R], unit: str) -> R:
     """Run a core progress generator to its end with a tqdm bar on stderr; return its result."""
     from tqdm import tqdm
 
-    with tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+    with tqdm(unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
         while True:
             try:
                 progress = next(generator)
             except StopIteration as stop:
                 return stop.value
             bar.total = progress.total
-            bar.update(progress.done - bar.n)
             bar.set_postfix_str(progress.message, refresh=False)
+            bar.update(progress.done - bar.n)
