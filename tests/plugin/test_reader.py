@@ -131,7 +131,7 @@ def test_a_stack_tiff_opens_as_one_stack_layer(make_napari_viewer, tmp_path):
     import tifffile
 
     stack = np.random.default_rng(0).integers(0, 255, (4, 32, 40), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
 
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "stack.tif"), plugin="napari-octanet")

@@ -51,3 +51,5 @@ def test_an_image_layer_round_trips_through_tiff(make_napari_viewer, tmp_path):
     viewer.layers.save(str(tmp_path / "probability.tif"), selected=False, plugin="napari-octanet")
 
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "probability.tif"), probability)
+    with tifffile.TiffFile(tmp_path / "probability.tif") as tif:  # three slices, not one RGB image
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK

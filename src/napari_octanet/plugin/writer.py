@@ -55,7 +55,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 def _write_tiff(path: Path, array: np.ndarray) -> None:
     import tifffile
 
-    tifffile.imwrite(path, array)
+    tifffile.imwrite(path, array, photometric="minisblack")  # a 3-slice stack is not an RGB image
 
 
 def _atomically(target: Path, write: Any) -> None:
