@@ -285,3 +285,17 @@ def test_results_are_written_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["scan_vessels.png"]
     write_atomically(target, lambda path: path.write_bytes(b"new result"))
     assert target.read_bytes() == b"new result" and [p.name for p in tmp_path.iterdir()] == ["scan_vessels.png"]
+
+
+def test_segment_measure_writes_one_table_for_the_batch(tmp_path: Path, checkpoint: Path) -> None:
+    import csv
+
+    folder = tmp_path / "scans"
+    for seed in range(2):
+        _scan(folder / f"s{seed}.png", seed)
+    out = tmp_path / "out"
+    assert _segment(str(folder), "--out", str(out), "--measure", "--fov-mm", "3", checkpoint=checkpoint) == 0
+    with (out / "measures.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert {row["file"] for row in rows} == {"s0.png", "s1.png"}
+    assert all(row["units"] == "mm" for row in rows) and any(row["region"] == "whole" for row in rows)
