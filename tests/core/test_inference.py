@@ -25,10 +25,18 @@ class EchoNet(nn.Module):
 class OutOfMemoryAboveOne(EchoNet):
     """Simulates a GPU that cannot hold more than one slice at a time."""
 
+    error: type[Exception] = torch.cuda.OutOfMemoryError
+
     def forward(self, image: torch.Tensor) -> OctaNetOutput:
         if image.shape[0] > 1:
-            raise torch.cuda.OutOfMemoryError("simulated")
+            raise self.error("MPS backend out of memory (simulated)")
         return super().forward(image)
+
+
+class MpsOutOfMemoryAboveOne(OutOfMemoryAboveOne):
+    """Apple's MPS backend says so with a plain RuntimeError."""
+
+    error = RuntimeError
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (33, 47), (304, 304), (320, 320), (400, 400), (97, 131)])
@@ -280,8 +288,9 @@ def test_progress_is_yielded_per_batch(tiny_network: OctaNet) -> None:
     assert stop.value.value.fine.shape == (5, 32, 32)
 
 
-def test_out_of_memory_halves_the_batch_and_says_so() -> None:
-    maps = segment(OutOfMemoryAboveOne(), np.random.default_rng(5).random((4, 32, 32)), device="cpu", batch_size=4)
+@pytest.mark.parametrize("network", [OutOfMemoryAboveOne, MpsOutOfMemoryAboveOne])
+def test_out_of_memory_halves_the_batch_and_says_so(network: type[EchoNet]) -> None:
+    maps = segment(network(), np.random.default_rng(5).random((4, 32, 32)), device="cpu", batch_size=4)
     assert maps.fine.shape == (4, 32, 32)
     assert any("batches of 2" in note for note in maps.notes)
     assert any("batches of 1" in note for note in maps.notes)

@@ -83,7 +83,7 @@ def iter_segment(
         stop = min(start + runner.batch_size, total)
         try:
             outputs[:, start:stop] = runner.run(stack[start:stop])
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, AcceleratorOutOfMemory):
             note = runner.back_off()
             yield Progress(start, total, note)
             continue
@@ -123,6 +123,14 @@ def tile_windows(length: int, tile: int, margin: int) -> list[tuple[slice, slice
         if stop == length:
             break
     return windows
+
+
+#: How torch's MPS backend words an out-of-memory error (a plain RuntimeError, unlike CUDA's).
+MPS_OUT_OF_MEMORY = "MPS backend out of memory"
+
+
+class AcceleratorOutOfMemory(RuntimeError):
+    """A GPU (Apple MPS) ran out of memory: back off as for CUDA's OutOfMemoryError."""
 
 
 def _is_out_of_memory(error: RuntimeError) -> bool:
@@ -195,6 +203,8 @@ class _BatchRunner:
         except RuntimeError as error:
             if isinstance(error, torch.cuda.OutOfMemoryError) or not _is_out_of_memory(error):
                 raise
+            if MPS_OUT_OF_MEMORY in str(error):
+                raise AcceleratorOutOfMemory(str(error)) from None
             raise MemoryError(
                 f"out of memory on the {self.device.type.upper()} for a batch of {batch.shape[0]} slice(s) of "
                 f"{height} x {width} px; use a batch size of 1 or close other programs"
@@ -232,9 +242,11 @@ class _BatchRunner:
         return contextlib.nullcontext()
 
     def back_off(self) -> str:
-        """Halve the batch after a CUDA out-of-memory error; at one slice, move to the CPU."""
+        """Halve the batch after a GPU (CUDA or MPS) out-of-memory error; at one slice, move to the CPU."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
         if self.batch_size > 1:
             self.batch_size //= 2
             note = f"out of GPU memory: retrying with batches of {self.batch_size} slice(s)"
