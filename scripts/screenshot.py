@@ -144,6 +144,8 @@ def dock_screenshot(args: argparse.Namespace) -> None:
         raise SystemExit("the segmentation wrote no layers (see the notification above); no screenshot taken")
     viewer.layers[f"{args.image.stem} vessel probability"].visible = False  # show the mask over the scan
     viewer.layers.selection.active = viewer.layers[args.image.stem]
+    settle()
+    viewer.reset_view()  # the dock narrowed the canvas after the image was fitted to it
     take(viewer, args.output)
 
 

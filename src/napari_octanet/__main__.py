@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import napari
+    from qtpy.QtCore import QTimer
 
     viewer = napari.Viewer(title="napari-octanet")
     if args.images:
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     viewer.window.add_plugin_dock_widget(PLUGIN, SEGMENT_DOCK)
     if args.train:
         viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    # The docks narrow the canvas after the image was fitted to it: fit again once the window is laid out.
+    QTimer.singleShot(0, viewer.reset_view)
     napari.run()
     return 0
 
