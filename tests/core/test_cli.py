@@ -299,3 +299,37 @@ def test_segment_measure_writes_one_table_for_the_batch(tmp_path: Path, checkpoi
         rows = list(csv.DictReader(file))
     assert {row["file"] for row in rows} == {"s0.png", "s1.png"}
     assert all(row["units"] == "mm" for row in rows) and any(row["region"] == "whole" for row in rows)
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path: Path, checkpoint: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "scans"
+    for seed in range(6):
+        _scan(folder / f"s{seed}.png", seed)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "napari_octanet.cli",
+        "segment",
+        str(folder),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    for seed in range(6):
+        assert tifffile.imread(out / f"s{seed}_probability.tif").shape == (64, 64)
+        assert set(np.unique(imread(out / f"s{seed}_vessels.png"))) <= {0, 255}
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"s{seed}{suffix}" for seed in range(6) for suffix in ("_probability.tif", "_vessels.png")
+    ), "no temporary file left behind"
