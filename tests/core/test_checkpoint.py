@@ -97,7 +97,7 @@ def test_a_write_never_leaves_a_half_file(
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_octanet.core.checkpoint.os.replace", fail)
+    monkeypatch.setattr("napari_octanet.core.files.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, tiny_network)
     assert path.read_bytes() == good

@@ -193,7 +193,7 @@ def test_an_unwritable_output_is_refused_before_training(tmp_path: Path, tiny_in
     else:
         blocker.write_text("not a folder")
         out = blocker / "model.safetensors"
-    with pytest.raises(InputError, match=str(out) if kind == "folder" else "cannot write the model"):
+    with pytest.raises(ValueError, match=str(out) if kind == "folder" else "cannot write into"):
         train(tiny_images(2), [], settings(tmp_path, tiny_init, out=str(out)))
 
 

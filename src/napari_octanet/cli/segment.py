@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.files import ensure_writable_folder, write_atomically
 from ._common import add_model_options, load_model_for
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
@@ -111,24 +112,7 @@ def check_output_folder(out: Path) -> None:
     """``out`` must be a folder this process can write to; checked before any model is loaded."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; give a folder for the results")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".octanet-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"cannot write results into {out}: {error.strerror or error}") from None
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    ensure_writable_folder(out)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from .files import write_atomically
 from .network import NetworkConfig, OctaNet
 
 FORMAT = "napari-octanet-checkpoint"
@@ -82,17 +82,7 @@ def save_checkpoint(
     for key, value in (optimizer_tensors or {}).items():
         tensors[OPTIMIZER_PREFIX + key] = value.detach().to("cpu").contiguous()
     payload = save(tensors, metadata={METADATA_KEY: info.to_json()})
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        # Created with mode 0666 so the kernel applies the user's umask, as for any file they make.
-        handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:

@@ -7,12 +7,12 @@ probability map, a scan) goes to TIFF with its dtype kept. Each file is written 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from napari_octanet.core.files import write_atomically
 
 PNG_SUFFIX = ".png"
 MASK_VALUE = 255
@@ -32,9 +32,9 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
                 f"{target.name}: PNG holds one 2D image of 8 or 16 bits, but the layer is {labels.shape} "
                 f"{labels.dtype}; save it as .tif instead"
             )
-        _atomically(target, lambda tmp: _write_png(tmp, labels))
+        write_atomically(target, lambda tmp: _write_png(tmp, labels))
     else:
-        _atomically(target, lambda tmp: _write_tiff(tmp, labels))
+        write_atomically(target, lambda tmp: _write_tiff(tmp, labels))
     return [str(target)]
 
 
@@ -42,7 +42,7 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """Write an Image layer as TIFF, its dtype kept; returns the path written."""
     target = Path(path)
     image = np.asarray(data)
-    _atomically(target, lambda tmp: _write_tiff(tmp, image))
+    write_atomically(target, lambda tmp: _write_tiff(tmp, image))
     return [str(target)]
 
 
@@ -56,28 +56,3 @@ def _write_tiff(path: Path, array: np.ndarray) -> None:
     import tifffile
 
     tifffile.imwrite(path, array, photometric="minisblack")  # a 3-slice stack is not an RGB image
-
-
-def _atomically(target: Path, write: Any) -> None:
-    """Write into a temporary file beside ``target``, then rename it over: never a half-written file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(handle)
-    try:
-        write(Path(tmp_name))
-        os.chmod(tmp_name, 0o666 & ~_umask())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process umask, read from /proc where possible (setting it to read it races with other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022

@@ -14,7 +14,6 @@ from training, never on a test split. Under ``torchrun`` the loop runs data-para
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from torch import nn
 
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from ..devices import resolve_device
+from ..files import ensure_writable_folder
 from ..inference import segment
 from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
@@ -133,14 +133,7 @@ def _check_output(out: Path, may_replace: bool) -> None:
         raise InputError(f"output {out} is a folder; give a file name such as {out / 'model.safetensors'}")
     if out.exists() and not may_replace:
         raise InputError(f"{out} already exists; choose another --out, or pass --overwrite (or --resume) to replace it")
-    folder = out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".{out.name}.{os.getpid()}.write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise InputError(f"cannot write the model into {folder}: {error.strerror or error}") from None
+    ensure_writable_folder(out.parent)
 
 
 def iter_train(
