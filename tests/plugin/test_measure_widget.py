@@ -79,3 +79,29 @@ def test_without_a_vessel_layer_the_user_is_told(make_napari_viewer, shown) -> N
     widget = MeasureWidget(viewer, synchronous=True)
     widget.controls.run_button.changed.emit(True)
     assert "No vessel Labels layer" in shown["error"][0]
+
+
+def test_a_stack_is_measured_slice_by_slice(make_napari_viewer, tmp_path, shown) -> None:
+    viewer = make_napari_viewer()
+    pairs = [synthetic_octa(304, seed=seed) for seed in (0, 1)]
+    viewer.add_image(np.stack([image for image, _ in pairs]), name="eyes")
+    viewer.add_labels(np.stack([label for _, label in pairs]).astype(np.uint8), name="eyes vessels")
+    widget = MeasureWidget(viewer, synchronous=True)
+    widget.form.reset_choices()
+    widget.form["vessels"].value = viewer.layers["eyes vessels"]
+    widget.form["scan"].value = viewer.layers["eyes"]
+
+    widget.controls.run_button.changed.emit(True)
+
+    assert shown["error"] == []
+    table = widget.table.to_dataframe()
+    assert list(table["slice"]) == [0, 0, 0, 1, 1, 1] and list(table["region"][:3]) == ["whole", "fovea", "parafovea"]
+    for index, (_, label) in enumerate(pairs):
+        assert table["vad"][3 * index] == pytest.approx(100 * np.mean(label))
+    (faz,) = [layer for layer in viewer.layers if isinstance(layer, Labels) and layer.name == "eyes FAZ"]
+    assert faz.data.shape == (2, 304, 304) and faz.data[0].any() and faz.data[1].any()
+    (rings,) = [layer for layer in viewer.layers if isinstance(layer, Shapes)]
+    assert rings.ndim == 3 and rings.nshapes == 4
+    assert widget.export_csv(tmp_path / "eyes.csv")
+    with (tmp_path / "eyes.csv").open() as file:
+        assert [row["slice"] for row in csv.DictReader(file)] == ["0", "0", "0", "1", "1", "1"]

@@ -9,15 +9,13 @@ One row per image and region (``file``, ``region``, then the measures; see the R
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.measure import write_csv
 from ._common import add_model_options, load_model_for
 
 if TYPE_CHECKING:
@@ -104,25 +102,8 @@ class MeasureTable:
         return rows
 
     def write(self) -> Path:
-        return write_measures(self.rows, self.out, overwrite=self.overwrite)
-
-
-def write_measures(rows: list[dict[str, object]], out: Path, *, overwrite: bool = False) -> Path:
-    """Write rows as CSV (columns in first-seen order; None as empty) via a temporary file and a rename."""
-    _refuse_existing(out, overwrite)
-    columns = list(dict.fromkeys(name for row in rows for name in row))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return out
+        _refuse_existing(self.out, self.overwrite)
+        return write_csv(self.rows, self.out)
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:

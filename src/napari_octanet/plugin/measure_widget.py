@@ -4,7 +4,9 @@ A thin adapter over :mod:`napari_octanet.core.measure`. *Find FAZ* adds an edita
 ``<image> FAZ`` Labels layer; *Measure* uses that layer as it is (the user's corrections
 included), finding the FAZ first where there is none; results fill the table, the vessel layer's
 ``features`` (label 1, whole scan) and an ``ETDRS rings`` Shapes layer. A FAZ layer the user
-edited is never overwritten: finding the FAZ again then adds a new layer.
+edited is never overwritten: finding the FAZ again then adds a new layer. A stack is measured
+slice by slice: one table row per slice and region (a ``slice`` column), a FAZ stack, rings on
+every slice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, RadioButtons, Table
@@ -28,6 +30,7 @@ from napari_octanet.core.measure import (
     find_faz,
     measure_scan,
     pixel_size_from_fov,
+    write_csv,
 )
 
 from ._layers import TAG
@@ -43,12 +46,33 @@ FAZ_ROLE, RINGS_ROLE = "faz", "etdrs rings"
 
 @dataclass(frozen=True)
 class MeasureRequest:
-    """Copies of the pixels and the settings, taken on the GUI thread before the job starts."""
+    """Copies of the pixels and the settings, taken on the GUI thread before the job starts.
+
+    ``vessels`` (and ``scan``, and ``faz`` when it is a mask) are 2D, or stacks of 2D slices.
+    """
 
     vessels: np.ndarray
     scan: np.ndarray | None
     pixel_size_um: float | None
     faz: FazSource
+
+    def measure(self) -> list[ScanMeasures]:
+        """The measures of each 2D slice (one for a 2D layer)."""
+        count = len(self.vessels) if self.vessels.ndim == 3 else 1
+        return [
+            measure_scan(
+                _plane(self.vessels, i),
+                scan=_plane(self.scan, i),
+                pixel_size_um=self.pixel_size_um,
+                faz=_plane(self.faz, i),
+            )
+            for i in range(count)
+        ]
+
+
+def _plane(data: Any, index: int) -> Any:
+    """Slice ``index`` of a stack; a 2D array, or a setting such as 'find' or None, stands for every slice."""
+    return data[index] if isinstance(data, np.ndarray) and data.ndim == 3 else data
 
 
 def _checksum(data: np.ndarray) -> str:
@@ -65,7 +89,7 @@ class MeasureWidget(ScrollingDock):
 
     def __init__(self, viewer: napari.viewer.Viewer, *, synchronous: bool | None = None) -> None:
         self._viewer = viewer
-        self._measures: ScanMeasures | None = None
+        self._measures: list[ScanMeasures] | None = None
         self._source_name = ""
         self._vessels = ComboBox(
             name="vessels",
@@ -126,10 +150,10 @@ class MeasureWidget(ScrollingDock):
         layer = self._vessels.value
         if layer is None:
             raise FormError("No vessel Labels layer: segment the scan first (Segment vessels dock) or open a mask.")
-        if np.ndim(layer.data) != 2:
+        if np.ndim(layer.data) not in (2, 3):
             raise FormError(
-                f"Layer {layer.name!r} has shape {np.shape(layer.data)}: measures take one 2D mask; "
-                "for a stack, use 'octanet measure' on its slices."
+                f"Layer {layer.name!r} has shape {np.shape(layer.data)}: measures take a 2D mask or a stack "
+                "of them (N, H, W)."
             )
         return layer
 
@@ -167,15 +191,20 @@ class MeasureWidget(ScrollingDock):
         """Find the FAZ now (a fraction of a second) and show it as an editable Labels layer."""
         try:
             vessels = self._vessel_layer()
-            found = find_faz(vessels.data > 0, self._scan_pixels(vessels), self._pixel_size_um(vessels))
+            scan, pixel_size = self._scan_pixels(vessels), self._pixel_size_um(vessels)
+            mask = np.asarray(vessels.data) > 0
+            found = [find_faz(_plane(mask, i), _plane(scan, i), pixel_size) for i in range(_depth(mask))]
         except ValueError as error:
             notifications.show_error(str(error))
             return
-        if found.mask is None:
-            notifications.show_warning(found.message)
+        masks = [result.mask for result in found]
+        if all(faz is None for faz in masks):
+            notifications.show_warning(found[0].message if len(found) == 1 else "No FAZ found on any slice.")
             return
-        self._write_faz(vessels, found.mask)
-        notifications.show_info(f"{found.message}. Correct it with the Labels tools if needed, then Measure.")
+        planes = [np.zeros(mask.shape[-2:], bool) if faz is None else faz for faz in masks]
+        self._write_faz(vessels, planes[0] if mask.ndim == 2 else np.stack(planes))
+        summary = found[0].message if len(found) == 1 else f"FAZ found on {sum(m is not None for m in masks)} slice(s)"
+        notifications.show_info(f"{summary}. Correct it with the Labels tools if needed, then Measure.")
 
     def measure(self) -> None:
         try:
@@ -186,13 +215,8 @@ class MeasureWidget(ScrollingDock):
             return
         self._source_name = (self._scan.value or vessels).name
 
-        def run() -> ScanMeasures:
-            return measure_scan(
-                request.vessels, scan=request.scan, pixel_size_um=request.pixel_size_um, faz=request.faz
-            )
-
         self.controls.start(
-            call_as_job(run),
+            call_as_job(request.measure),
             on_result=lambda measures: self._on_measured(vessels, measures),
             on_error=self._on_failed,
         )
@@ -203,18 +227,31 @@ class MeasureWidget(ScrollingDock):
         faz: FazSource = np.array(faz_layer.data) if faz_layer else ("find" if scan is not None else None)
         return MeasureRequest(np.array(vessels.data) > 0, scan, self._pixel_size_um(vessels), faz)
 
-    def _on_measured(self, vessels: Labels, measures: ScanMeasures) -> None:
+    def _on_measured(self, vessels: Labels, measures: list[ScanMeasures]) -> None:
         self._measures = measures
-        rows = measures.rows(file=self._source_name)
+        rows = self._rows()
         self.table.value = {name: [row.get(name) for row in rows] for name in rows[0]}
-        vessels.features = {name: [value] for name, value in {"index": 1, **rows[0]}.items()}
-        if measures.faz_mask is not None and self._faz_layer(vessels) is None:
-            self._write_faz(vessels, measures.faz_mask)
-        self._draw_rings(vessels, measures.rings)
+        if len(measures) == 1:
+            vessels.features = {name: [value] for name, value in {"index": 1, **rows[0]}.items()}
+        faz_masks = [m.faz_mask for m in measures]
+        if any(faz is not None for faz in faz_masks) and self._faz_layer(vessels) is None:
+            planes = [np.zeros(vessels.data.shape[-2:], bool) if faz is None else faz for faz in faz_masks]
+            self._write_faz(vessels, planes[0] if len(planes) == 1 else np.stack(planes))
+        self._draw_rings(vessels, [m.rings for m in measures])
         self._export_button.enabled = True
-        for note in measures.notes:
-            notifications.show_warning(note)
+        for index, scan_measures in enumerate(measures):
+            where = f"slice {index}: " if len(measures) > 1 else ""
+            for note in scan_measures.notes:
+                notifications.show_warning(where + note)
         self.controls.show_status(f"Measured {len(rows)} region(s) of {vessels.name!r}.")
+
+    def _rows(self) -> list[dict[str, object]]:
+        """The table: one row per region (and slice, for a stack)."""
+        if self._measures is None:
+            return []
+        if len(self._measures) == 1:
+            return self._measures[0].rows(file=self._source_name)
+        return [row for index, m in enumerate(self._measures) for row in m.rows(file=self._source_name, slice=index)]
 
     def _on_failed(self, error: Exception) -> None:
         notify_failure("Measuring", error)
@@ -236,9 +273,14 @@ class MeasureWidget(ScrollingDock):
             data, name=name, scale=vessels.scale, translate=vessels.translate, metadata={TAG: tag}, opacity=0.5
         )
 
-    def _draw_rings(self, vessels: Labels, rings: list[Ring]) -> None:
-        """Outline each ring's outer edge (the fovea's is the parafovea's inner edge) as ellipses."""
-        outlines = [_circle(ring.centre, ring.outer_px) for ring in rings]
+    def _draw_rings(self, vessels: Labels, rings_by_slice: list[list[Ring]]) -> None:
+        """Outline each ring's outer edge (the fovea's is the parafovea's inner edge) as ellipses, on its slice."""
+        stacked = len(rings_by_slice) > 1
+        outlines = [
+            _on_slice(_circle(ring.centre, ring.outer_px), index) if stacked else _circle(ring.centre, ring.outer_px)
+            for index, rings in enumerate(rings_by_slice)
+            for ring in rings
+        ]
         existing = next(
             (
                 layer
@@ -278,8 +320,6 @@ class MeasureWidget(ScrollingDock):
 
     def export_csv(self, path: Path, *, overwrite: bool = False) -> bool:
         """Write the last measures as CSV; an existing file is kept unless ``overwrite`` (confirmed)."""
-        from napari_octanet.cli.measure import write_measures
-
         if self._measures is None:
             notifications.show_error("Nothing to export yet: press Measure first.")
             return False
@@ -289,12 +329,22 @@ class MeasureWidget(ScrollingDock):
             )
             return False
         try:
-            write_measures(self._measures.rows(file=self._source_name), path, overwrite=True)
+            write_csv(self._rows(), path)
         except (ValueError, OSError) as error:
             notifications.show_error(f"Export failed: {error}")
             return False
         self.controls.show_status(f"Saved {path}.")
         return True
+
+
+def _depth(data: np.ndarray) -> int:
+    """How many 2D slices a layer's data holds."""
+    return len(data) if data.ndim == 3 else 1
+
+
+def _on_slice(corners: np.ndarray, index: int) -> np.ndarray:
+    """2D corners placed on slice ``index`` of a stack (a leading coordinate)."""
+    return np.column_stack([np.full(len(corners), index), corners])
 
 
 def _circle(centre: tuple[float, float], radius: float) -> np.ndarray:

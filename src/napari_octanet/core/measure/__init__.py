@@ -15,6 +15,7 @@ from .records import (
     ScanMeasures,
     iter_measure,
     measure_scan,
+    write_csv,
 )
 from .regions import ETDRS_RINGS, Ring, etdrs_rings
 from .units import Units, check_fov, check_pixel_size, pixel_size_from_fov
@@ -42,4 +43,5 @@ __all__ = [
     "iter_measure",
     "measure_scan",
     "pixel_size_from_fov",
+    "write_csv",
 ]

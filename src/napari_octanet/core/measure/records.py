@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..files import write_atomically
 from .faz import FazMeasures, faz_measures, find_faz
 from .regions import WHOLE, Ring, analysed_regions, etdrs_rings
 from .units import Units, check_pixel_size
@@ -172,3 +175,16 @@ def iter_measure(jobs: Sequence[MeasureJob]) -> Generator[Progress, None, list[S
         results.append(measure_scan(job.vessels, scan=job.scan, pixel_size_um=job.pixel_size_um, faz=job.faz))
         yield Progress(done, len(jobs), f"measured {job.name}")
     return results
+
+
+def write_csv(rows: Sequence[dict[str, object]], out: Path) -> Path:
+    """Write rows as CSV (columns in first-seen order; None as empty), atomically (see :mod:`..files`)."""
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+
+    def write(path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_atomically(out, write)
