@@ -114,3 +114,12 @@ def test_rgb_label_takes_any_channel_and_not_alpha(tmp_path):
     label = read_label(write_image(tmp_path / "rgb_label.png", rgba))
     np.testing.assert_array_equal(label[0], [False, True, True, False])
     assert not label[1].any()
+
+
+@pytest.mark.parametrize(("content", "reason"), [(b"", "the file is empty"), (b"hello", "not a .png image")])
+def test_a_png_that_is_no_image_says_so_without_suggesting_plugins(tmp_path, content: bytes, reason: str) -> None:
+    path = tmp_path / "scan.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as error:
+        read_image(path)
+    assert str(path) in str(error.value) and reason in str(error.value) and "pip install" not in str(error.value)

@@ -210,15 +210,14 @@ class _Pipeline:
                 try:
                     writes += [(job, writers.submit(self._write, job, *maps)) for job, maps in self._segment(group)]
                 except USER_ERRORS as error:
-                    failures += [f"{job.source}: {error}" for job, _ in group]
-                    print(f"error: {', '.join(str(job.source) for job, _ in group)}: {error}", file=sys.stderr)
+                    for job, _ in group:
+                        _fail(job, error, failures)
             succeeded = 0
             for job, future in writes:
                 try:
                     written = future.result()
                 except OSError as error:
-                    failures.append(f"{job.source}: {error}")
-                    print(f"error: {job.source}: {error}", file=sys.stderr)
+                    _fail(job, error, failures)
                     continue
                 succeeded += 1
                 print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
@@ -287,8 +286,7 @@ def _same_size_groups(
         try:
             image = future.result()
         except USER_ERRORS + (OSError,) as error:
-            failures.append(f"{job.source}: {error}")
-            print(f"error: {job.source}: {error}", file=sys.stderr)
+            _fail(job, error, failures)
             continue
         if group and (image.shape != group[0][1].shape or len(group) == batch_size):
             yield group
@@ -296,3 +294,10 @@ def _same_size_groups(
         group.append((job, image))
     if group:
         yield group
+
+
+def _fail(job: Job, error: BaseException, failures: list[str]) -> None:
+    """Report a failed image now and keep it for the summary, naming its file once."""
+    text = str(error) if str(job.source) in str(error) else f"{job.source}: {error}"
+    failures.append(text)
+    print(f"error: {text}", file=sys.stderr)

@@ -105,12 +105,21 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def _read_with_skimage(path: Path) -> np.ndarray:
+    """PNG, BMP or JPEG; a file that does not start like one is refused before any decoder sees it.
+
+    (imageio's own message for such a file suggests installing video plugins, which never helps.)
+    """
     from skimage import io
 
+    kind = path.suffix.lower()
+    if not looks_like_image(path):
+        what = "the file is empty" if path.stat().st_size == 0 else f"its contents are not a {kind} image"
+        raise ImageReadError(f"{path}: not a readable image: {what}")
     try:
         return np.asarray(io.imread(path))
     except Exception as error:  # imageio and Pillow raise many types for damaged files
-        raise ImageReadError(f"{path}: not a readable {path.suffix.lower()} image ({error})") from error
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageReadError(f"{path}: not a readable {kind} image (damaged or truncated?): {reason}") from error
 
 
 def _as_2d_or_colour(array: np.ndarray, path: Path) -> np.ndarray:
