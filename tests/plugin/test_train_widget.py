@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
 
 from napari_octanet.core import inference
-from napari_octanet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_octanet.core.checkpoint import load_checkpoint
 from napari_octanet.core.library import ENV_VAR
-from napari_octanet.core.network import OctaNet
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
 from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
@@ -26,19 +24,16 @@ from napari_octanet.plugin import train_widget as train_module
 from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
-from tiny_models import TINY
 
 START = "tiny-start"
 
 
 @pytest.fixture
-def tiny_start(tmp_path):
-    """A registered tiny checkpoint to fine-tune; every name registered during the test is forgotten after."""
+def tiny_start(tiny_checkpoint):
+    """The tiny checkpoint registered as START; every name registered during the test is forgotten after."""
     before = set(registry.names())
-    torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "tiny-start.safetensors", OctaNet(TINY))
-    registry.register(path, START)
-    yield path
+    registry.register(tiny_checkpoint, START)
+    yield tiny_checkpoint
     for name in set(registry.names()) - before:
         registry.unregister(name)
 
