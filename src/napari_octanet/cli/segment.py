@@ -181,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Files decoded ahead of the network, and threads that decode and that write.
+#: Files decoded ahead of the network, results waiting to be written, and threads that decode and write.
 READ_AHEAD = 8
+WRITES_PENDING = 8
 IO_THREADS = 2
 
 
@@ -198,30 +199,37 @@ class _Pipeline:
         measures: MeasureTable | None,
     ) -> None:
         self.model, self.device, self.args, self.threshold, self.measures = model, device, args, threshold, measures
+        self.succeeded = 0
 
     def run(self, jobs: list[Job], failures: list[str]) -> int:
         """Segment every job; failures are appended as 'file: reason'; returns how many succeeded."""
         from ..core.imageio import read_image
 
+        self.succeeded = 0
         with ThreadPoolExecutor(IO_THREADS) as readers, ThreadPoolExecutor(IO_THREADS) as writers:
             reads = _read_ahead(readers, read_image, jobs)
-            writes: list[tuple[Job, Future[list[Path]]]] = []
+            writes: deque[tuple[Job, Future[list[Path]]]] = deque()
             for group in _same_size_groups(reads, self.args.batch_size, failures):
                 try:
                     writes += [(job, writers.submit(self._write, job, *maps)) for job, maps in self._segment(group)]
                 except USER_ERRORS as error:
                     for job, _ in group:
                         _fail(job, error, failures)
-            succeeded = 0
-            for job, future in writes:
-                try:
-                    written = future.result()
-                except OSError as error:
-                    _fail(job, error, failures)
-                    continue
-                succeeded += 1
-                print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
-        return succeeded
+                # Report finished writes as they come (in order), and keep few results waiting in memory.
+                while writes and (writes[0][1].done() or len(writes) > WRITES_PENDING):
+                    self._report(*writes.popleft(), failures)
+            while writes:
+                self._report(*writes.popleft(), failures)
+        return self.succeeded
+
+    def _report(self, job: Job, write: Future[list[Path]], failures: list[str]) -> None:
+        try:
+            written = write.result()
+        except OSError as error:
+            _fail(job, error, failures)
+            return
+        self.succeeded += 1
+        print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
 
     def _segment(self, group: list[tuple[Job, np.ndarray]]) -> list[tuple[Job, tuple[np.ndarray, np.ndarray]]]:
         """(job, (probability, mask)) for every image of a same-size group, run as one stack."""
