@@ -6,6 +6,8 @@ vessels. ``thick_gt`` is the vessel mask, ``thin_gt`` its skeleton, ``gt`` their
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -105,3 +107,16 @@ def make_pairs_tree(root: Path, n: int = 2, size: int = 64, sets: dict[str, tupl
                 write_image(root / set_name / split / "image" / f"{i}.png", octa_like(mask, seed))
                 write_image(root / set_name / split / "label" / f"{i}.png", as_8bit_label(mask))
     return root
+
+
+def octanet_command(*arguments: str, ranks: int = 1, port: int = 29531) -> list[str]:
+    """The ``octanet`` command line as a subprocess runs it; with ``ranks`` > 1, under torchrun on the CPU."""
+    launcher = [sys.executable, "-m"]
+    if ranks > 1:
+        launcher += ["torch.distributed.run", "--nproc-per-node", str(ranks), "--master-port", str(port), "-m"]
+    return [*launcher, "napari_octanet.cli", *arguments]
+
+
+def one_thread_environment() -> dict[str, str]:
+    """The environment for subprocesses that share this machine's cores (one OpenMP thread each)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}

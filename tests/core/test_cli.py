@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import tifffile
 from skimage.io import imread, imsave
 
+from builders import octanet_command, one_thread_environment
 from napari_octanet.cli import main
 from napari_octanet.core.checkpoint import load_model
 from napari_octanet.core.inference import segment
@@ -230,36 +232,14 @@ def test_mixed_sizes_batch_by_size_and_match_one_by_one(
 
 @pytest.mark.slow
 def test_torchrun_splits_the_files_across_ranks(tmp_path: Path, checkpoint: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     folder = tmp_path / "scans"
     for seed in range(5):
         _scan(folder / f"s{seed}.png", seed)
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29541",
-        "-m",
-        "napari_octanet.cli",
-        "segment",
-        str(folder),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    command = octanet_command(
+        "segment", str(folder), "--out", str(out), "--model", str(checkpoint), "--device", "cpu", ranks=2, port=29541
     )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=one_thread_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("segmented 3 image(s)") == 1 and result.stderr.count("segmented 2 image(s)") == 1
     model = load_model(checkpoint)
@@ -284,28 +264,12 @@ def test_segment_measure_writes_one_table_for_the_batch(tmp_path: Path, checkpoi
 
 @pytest.mark.slow
 def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path: Path, checkpoint: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     folder = tmp_path / "scans"
     for seed in range(6):
         _scan(folder / f"s{seed}.png", seed)
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "napari_octanet.cli",
-        "segment",
-        str(folder),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = octanet_command("segment", str(folder), "--out", str(out), "--model", str(checkpoint), "--device", "cpu")
+    env = one_thread_environment()
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     assert [run.wait(timeout=300) for run in runs] == [0, 0]
     for seed in range(6):

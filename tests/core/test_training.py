@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from builders import octanet_command, one_thread_environment
 from napari_octanet.core.checkpoint import load_checkpoint, load_model
 from napari_octanet.core.preprocess import InputError
 from napari_octanet.core.synthetic import synthetic_octa
@@ -288,9 +287,7 @@ def _write_pairs(root: Path, n: int) -> None:
 
 
 def _octanet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "napari_octanet.cli", *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    return subprocess.run(octanet_command(*args), capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.slow
@@ -341,45 +338,11 @@ def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
     """The same command under torchrun with DistributedDataParallel on the CPU (gloo)."""
     _write_pairs(tmp_path / "data", 4)
     out = tmp_path / "ddp.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29533",
-            "-m",
-            "napari_octanet.cli",
-            "train",
-            str(tmp_path / "data"),
-            "--val-split",
-            "val",
-            "--init",
-            tiny_init,
-            "--epochs",
-            "2",
-            "--fine-epochs",
-            "1",
-            "--batch-size",
-            "2",
-            "--crop-size",
-            "64",
-            "--samples-per-epoch",
-            "8",
-            "--device",
-            "cpu",
-            "--keep-resume-state",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    arguments = ["train", str(tmp_path / "data"), "--val-split", "val", "--init", tiny_init, "--epochs", "2"]
+    arguments += ["--fine-epochs", "1", "--batch-size", "2", "--crop-size", "64", "--samples-per-epoch", "8"]
+    arguments += ["--device", "cpu", "--keep-resume-state", "--out", str(out)]
+    command = octanet_command(*arguments, ranks=2, port=29533)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=one_thread_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     last, _ = load_checkpoint(out.with_name("ddp-last.safetensors"))
     history = last.info.training_state["history"]
@@ -394,31 +357,9 @@ def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[s
 
     _write_pairs(tmp_path / "data", 2)
     out = tmp_path / "model.safetensors"
-    command = [
-        sys.executable,
-        "-m",
-        "napari_octanet.cli",
-        "train",
-        str(tmp_path / "data"),
-        "--val-fraction",
-        "0",
-        "--init",
-        tiny_init,
-        "--epochs",
-        "1000",
-        "--batch-size",
-        "2",
-        "--crop-size",
-        "64",
-        "--samples-per-epoch",
-        "4",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-    ]
+    arguments = ["train", str(tmp_path / "data"), "--val-fraction", "0", "--init", tiny_init, "--epochs", "1000"]
+    arguments += ["--batch-size", "2", "--crop-size", "64", "--samples-per-epoch", "4", "--device", "cpu"]
+    command = octanet_command(*arguments, "--threads", "1", "--out", str(out))
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
     seen = ""
     while after not in seen:
