@@ -187,6 +187,18 @@ def test_a_blank_scan_gives_an_empty_mask_and_a_warning_naming_it(
     assert f"warning: {blank}: the image is featureless" in capsys.readouterr().err
 
 
+def test_a_blank_scan_in_a_batch_is_named_not_numbered(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    _scan(folder / "a.png", 1)
+    imsave(folder / "b.png", np.full((64, 64), 9, np.uint8), check_contrast=False)
+    assert _segment(str(folder), "--out", str(tmp_path / "out"), checkpoint=checkpoint) == 0
+    error = capsys.readouterr().err
+    assert f"warning: {folder / 'b.png'}: the image is featureless" in error and "slice(s)" not in error
+    assert not imread(tmp_path / "out" / "b_vessels.png").any() and imread(tmp_path / "out" / "a_vessels.png").any()
+
+
 def test_evaluate_json_says_null_for_undefined_metrics(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -199,13 +199,12 @@ class _Pipeline:
         measures: MeasureTable | None,
     ) -> None:
         self.model, self.device, self.args, self.threshold, self.measures = model, device, args, threshold, measures
-        self.succeeded = 0
 
     def run(self, jobs: list[Job], failures: list[str]) -> int:
         """Segment every job; failures are appended as 'file: reason'; returns how many succeeded."""
         from ..core.imageio import read_image
 
-        self.succeeded = 0
+        succeeded = 0
         with ThreadPoolExecutor(IO_THREADS) as readers, ThreadPoolExecutor(IO_THREADS) as writers:
             reads = _read_ahead(readers, read_image, jobs)
             writes: deque[tuple[Job, Future[list[Path]]]] = deque()
@@ -217,40 +216,38 @@ class _Pipeline:
                         _fail(job, error, failures)
                 # Report finished writes as they come (in order), and keep few results waiting in memory.
                 while writes and (writes[0][1].done() or len(writes) > WRITES_PENDING):
-                    self._report(*writes.popleft(), failures)
+                    succeeded += self._report(*writes.popleft(), failures)
             while writes:
-                self._report(*writes.popleft(), failures)
-        return self.succeeded
+                succeeded += self._report(*writes.popleft(), failures)
+        return succeeded
 
-    def _report(self, job: Job, write: Future[list[Path]], failures: list[str]) -> None:
+    def _report(self, job: Job, write: Future[list[Path]], failures: list[str]) -> bool:
+        """Wait for one image's write and say where it went; False (and a failure listed) if it failed."""
         try:
             written = write.result()
         except OSError as error:
             _fail(job, error, failures)
-            return
-        self.succeeded += 1
+            return False
         print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
+        return True
 
     def _segment(self, group: list[tuple[Job, np.ndarray]]) -> list[tuple[Job, tuple[np.ndarray, np.ndarray]]]:
         """(job, (probability, mask)) for every image of a same-size group, run as one stack."""
         import numpy as np
 
-        from ..core.inference import segment
-        from ..core.preprocess import featureless_slices
+        from ..core.inference import featureless_note, segment
         from ..core.thresholds import binarise
 
         stack = np.stack([image for _, image in group])
         maps = segment(self.model, stack, device=self.device, batch_size=self.args.batch_size, tta=self.args.tta)
+        # The stack's featureless note speaks of slices; each of them is a file here, named instead.
+        stack_note = featureless_note(maps.featureless, was_2d=False)
         for note in maps.notes:
-            if "featureless" not in note:
+            if note != stack_note:
                 print(f"warning: {note}", file=sys.stderr)
+        for index in maps.featureless:
+            print(f"warning: {group[index][0].source}: {featureless_note([index], was_2d=True)}", file=sys.stderr)
         results = []
-        for index in featureless_slices(stack):
-            print(
-                f"warning: {group[index][0].source}: the image is featureless (one value everywhere): no vessels; "
-                "check that the right file or channel was opened",
-                file=sys.stderr,
-            )
         for (job, image), probability in zip(group, maps.fine, strict=True):
             mask = binarise(probability, self.threshold)
             if self.measures:

@@ -44,6 +44,8 @@ class Segmentation:
     fine: np.ndarray
     device: str
     notes: list[str] = field(default_factory=list)
+    #: Indices of the slices that held one value only: their maps are empty (one of the notes says so).
+    featureless: list[int] = field(default_factory=list)
 
 
 def iter_segment(
@@ -91,12 +93,13 @@ def iter_segment(
         yield Progress(start, total, f"segmented {start}/{total} on {runner.device}")
     if blank:
         outputs[:, blank] = 0.0
-        runner.notes.append(_featureless_note(blank, was_2d))
+        runner.notes.append(featureless_note(blank, was_2d))
     pixel, centerline, fine = (o[0] if was_2d else o for o in outputs)
-    return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes)
+    return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes, blank)
 
 
-def _featureless_note(blank: list[int], was_2d: bool) -> str:
+def featureless_note(blank: list[int], was_2d: bool) -> str:
+    """What a user is told about featureless slices (``was_2d``: the one image of a 2D input)."""
     where = "the image is" if was_2d else f"slice(s) {', '.join(map(str, blank))} are"
     return f"{where} featureless (one value everywhere): no vessels; check that the right file or channel was opened"
 
