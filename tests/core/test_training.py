@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -418,3 +419,43 @@ def test_cli_train_lists_images_left_out(tmp_path: Path, tiny_init: str, capsys:
     assert main(arguments) == 0
     error = capsys.readouterr().err
     assert "1 file(s) without a partner" in error and "lonely.png" in error
+
+
+def test_prefetched_batches_come_in_order_and_the_thread_ends_when_closed() -> None:
+    import threading
+
+    from napari_octanet.core.training.data import prefetched
+
+    def counting() -> Iterator[int]:
+        yield from range(1000)
+
+    batches = prefetched(counting(), depth=2)
+    assert [next(batches) for _ in range(5)] == [0, 1, 2, 3, 4]
+    batches.close()
+    for thread in threading.enumerate():
+        if thread.name == "octanet-batches":
+            thread.join(timeout=2)
+            assert not thread.is_alive()
+
+
+def test_prefetched_raises_the_producers_error_in_the_consumer() -> None:
+    from napari_octanet.core.training.data import prefetched
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad crop")
+
+    batches = prefetched(failing())
+    assert next(batches) == 1
+    with pytest.raises(ValueError, match="bad crop"):
+        next(batches)
+
+
+def test_flips_preset_only_permutes_pixels() -> None:
+    from napari_octanet.core.training.settings import AUGMENTS
+
+    stack = torch.arange(4 * 8 * 8, dtype=torch.float32).reshape(4, 8, 8) / 256
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(8):
+        out = augment(stack, AUGMENTS["flips"], generator)
+        assert torch.equal(out[0].flatten().sort().values, stack[0].flatten().sort().values)

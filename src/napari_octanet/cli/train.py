@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
-from ..core.training.settings import AugmentConfig, TrainSettings
+from ..core.training.settings import AUGMENTS, TrainSettings
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -70,7 +70,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="MINUTES",
         help="stop after this many minutes (10 %% of them for stage 2); the schedule adapts",
     )
-    parser.add_argument("--no-augment", action="store_true", help="no flips, turns, rotation, gamma or contrast")
+    parser.add_argument(
+        "--augment",
+        default="full",
+        choices=tuple(AUGMENTS),
+        help="full: flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", type=Path, default=None, help="best checkpoint path (default: the model library, under --name)"
@@ -132,7 +137,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         lr=args.lr,
         loss=args.loss,
         crop_size=args.crop_size,
-        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
+        augment=AUGMENTS[args.augment],
         samples_per_epoch=args.samples_per_epoch,
         balance_groups=args.balance_groups,
         patience=args.patience,

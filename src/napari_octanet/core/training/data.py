@@ -8,9 +8,11 @@ into a :class:`NamedArray` on the GUI thread). torch is imported only when batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -322,3 +324,44 @@ def _index_name(flat_index: int, leading_shape: tuple[int, ...]) -> str:
     """A stack slice's index as the user sees it in napari's sliders (a tuple for 4D layers)."""
     index = np.unravel_index(flat_index, leading_shape)
     return str(int(index[0])) if len(index) == 1 else str(tuple(int(i) for i in index))
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """``items`` made ahead in a background thread, in order, at most ``depth`` waiting.
+
+    On a GPU the next batches are cropped and augmented on the CPU while the current step runs
+    (torch's tensor operations release the GIL). Closing the returned generator ends the thread.
+    """
+    ready: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    closed = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                while not closed.is_set():
+                    try:
+                        ready.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if closed.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            ready.put((False, error))
+            return
+        ready.put((False, StopIteration()))
+
+    threading.Thread(target=fill, name="octanet-batches", daemon=True).start()
+    try:
+        while True:
+            ok, item = ready.get()
+            if not ok:
+                if isinstance(item, StopIteration):
+                    return
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        closed.set()

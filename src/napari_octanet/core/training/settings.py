@@ -34,6 +34,19 @@ class AugmentConfig:
     def none(cls) -> AugmentConfig:
         return cls(False, False, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
 
+    @classmethod
+    def flips_and_turns(cls) -> AugmentConfig:
+        """Only the eight symmetries of the square: no resampling, no intensity changes."""
+        return cls(True, True, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
+
+
+#: Named augmentation choices for the command line and recipes.
+AUGMENTS: dict[str, AugmentConfig] = {
+    "full": AugmentConfig(),
+    "flips": AugmentConfig.flips_and_turns(),
+    "none": AugmentConfig.none(),
+}
+
 
 @dataclass
 class TrainSettings:

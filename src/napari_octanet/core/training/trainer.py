@@ -32,7 +32,7 @@ from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
-from .data import TrainingImage, check_training_images, epoch_order, make_batch
+from .data import TrainingImage, check_training_images, epoch_order, make_batch, prefetched
 from .distributed import Distributed
 from .losses import get_loss
 from .settings import TrainSettings, default_fine_epochs
@@ -269,6 +269,8 @@ class _Run:
             started = time.perf_counter()
             losses: list[float] = []
             batches = self._batches(stage, epoch, samples)
+            if self.device.type != "cpu":
+                batches = prefetched(batches)
             for step in range(steps):
                 if should_stop():
                     raise _Stop
