@@ -226,6 +226,16 @@ def test_export_half(tmp_path: Path, checkpoint: Path) -> None:
     assert out.stat().st_size < checkpoint.stat().st_size
 
 
+def test_export_replaces_the_note_and_keeps_the_rest(tmp_path: Path, checkpoint: Path) -> None:
+    out = tmp_path / "noted.safetensors"
+    assert main(["export", str(checkpoint), str(out), "--note", "CC BY 4.0 data"]) == 0
+    before, after = load_model(checkpoint).info.provenance, load_model(out).info.provenance
+    assert after["note"] == "CC BY 4.0 data"
+    assert {k: v for k, v in after.items() if k not in ("note", "exported_from", "float16")} == {
+        k: v for k, v in before.items() if k != "note"
+    }
+
+
 def test_mixed_sizes_batch_by_size_and_match_one_by_one(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,13 @@ from safetensors import safe_open
 from napari_octanet.cli import main
 from napari_octanet.core import library
 from napari_octanet.core.checkpoint import read_info, save_checkpoint
-from napari_octanet.core.registry import DEFAULT_NAME, ModelNotFoundError, ModelRegistry, bundled_checkpoint
+from napari_octanet.core.registry import (
+    BUNDLED_MODELS,
+    DEFAULT_NAME,
+    ModelNotFoundError,
+    ModelRegistry,
+    bundled_checkpoint,
+)
 
 
 @pytest.fixture
@@ -131,9 +137,21 @@ def test_octanet_models_rm_needs_yes_and_never_removes_the_bundled_model(models,
     assert main(["models", "rm", "old"]) == 2 and path.exists()
     assert main(["models", "rm", "old", "--yes"]) == 0 and not path.exists()
     assert main(["models", "rm", "old", "--yes"]) == 2
-    assert main(["models", "rm", DEFAULT_NAME, "--yes"]) == 2
-    if bundled_checkpoint() is not None:
-        assert bundled_checkpoint().is_file()
+    for bundled in BUNDLED_MODELS:
+        assert main(["models", "rm", bundled.name, "--yes"]) == 2
+        if bundled_checkpoint(bundled.name) is not None:
+            assert bundled_checkpoint(bundled.name).is_file()
+
+
+def test_every_bundled_preset_is_listed_resolvable_and_lean(models):
+    fresh = ModelRegistry()
+    for bundled in BUNDLED_MODELS:
+        path = bundled_checkpoint(bundled.name)
+        assert path is not None, f"the package must ship {bundled.file}"
+        assert fresh.resolve(bundled.name) == path and fresh.names().count(bundled.name) == 1
+        assert path.stat().st_size <= 8 * 2**20
+        provenance = read_info(path).provenance
+        assert "OCTA-500" in provenance["note"] and provenance["command"].startswith("octanet train")
 
 
 def test_segment_resolves_a_library_name(models, tiny_checkpoint, tmp_path):

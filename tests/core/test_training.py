@@ -459,3 +459,16 @@ def test_flips_preset_only_permutes_pixels() -> None:
     for _ in range(8):
         out = augment(stack, AUGMENTS["flips"], generator)
         assert torch.equal(out[0].flatten().sort().values, stack[0].flatten().sort().values)
+
+
+def test_provenance_counts_steps_and_keeps_the_starting_models_lineage(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    first = train(images, images[:1], settings(tmp_path / "a", tiny_init, epochs=2, fine_epochs=1))
+    first_provenance = load_model(first.best_path).info.provenance
+    # 8 crops per epoch in batches of 2: 4 steps an epoch
+    assert first_provenance["steps_run"] == {"stage1": 8, "stage2": 4}
+    second = train(images, images[:1], settings(tmp_path / "b", str(first.best_path), epochs=1, fine_epochs=0))
+    lineage = load_model(second.best_path).info.provenance["started_from"]
+    assert lineage["model"] == first.best_path.name
+    assert lineage["steps_run"] == first_provenance["steps_run"]
+    assert "history" not in lineage

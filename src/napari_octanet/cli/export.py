@@ -11,6 +11,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model", metavar="MODEL", help="checkpoint file or registered name")
     parser.add_argument("out", type=Path, metavar="OUT", help="the new .safetensors file")
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    parser.add_argument("--note", default=None, help="replace the provenance note (the data's terms, say)")
     parser.set_defaults(run=run)
 
 
@@ -20,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(registry.resolve(args.model))
     provenance = {**model.info.provenance, "exported_from": Path(model.source).name, "float16": args.half}
+    if args.note is not None:
+        provenance["note"] = args.note
     save_checkpoint(args.out, model.network, provenance=provenance, half=args.half)
     print(f"{args.out}: {args.out.stat().st_size / 1e6:.1f} MB")
     return 0

@@ -28,13 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
 def list_models() -> int:
     from ..core.library import library_models, models_dir, summarise
-    from ..core.registry import DEFAULT_NAME, bundled_checkpoint
+    from ..core.registry import BUNDLED_MODELS, bundled_checkpoint
 
     models = library_models()
     rows = [("NAME", "SIZE", "DATE", "VAL DICE", "PATH")]
-    bundled = bundled_checkpoint()
-    if bundled is not None:
-        rows.append((DEFAULT_NAME, _size(bundled.stat().st_size), "bundled", "see README", str(bundled)))
+    for bundled in BUNDLED_MODELS:
+        path = bundled_checkpoint(bundled.name)
+        if path is not None:
+            rows.append((bundled.name, _size(path.stat().st_size), "bundled", "see README", str(path)))
     for model in models:
         summary = summarise(model)
         dice = "-" if summary.val_dice is None else f"{summary.val_dice:.4f}"
@@ -50,14 +51,11 @@ def list_models() -> int:
 
 def remove(name: str, *, assume_yes: bool) -> int:
     from ..core.library import find, models_dir
-    from ..core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelNotFoundError, bundled_checkpoint
+    from ..core.registry import BUNDLED_ALIASES, BUNDLED_MODELS, ModelNotFoundError, is_bundled
 
     model = find(name)
-    bundled = bundled_checkpoint()
-    if name in (DEFAULT_NAME, *BUNDLED_ALIASES) or (
-        model is not None and bundled is not None and model.path.resolve() == bundled.resolve()
-    ):
-        raise ValueError(f"{name!r} is the bundled model, which ships with napari-octanet and is never removed")
+    if name in (*(m.name for m in BUNDLED_MODELS), *BUNDLED_ALIASES) or (model is not None and is_bundled(model.path)):
+        raise ValueError(f"{name!r} is a bundled model, which ships with napari-octanet and is never removed")
     if model is None:
         raise ModelNotFoundError(f"no model named {name!r} in the library {models_dir()} (see 'octanet models')")
     if not assume_yes:

@@ -1,7 +1,8 @@
-"""One registry of the models a user can pick: the bundled default, the model library, and checkpoints added.
+"""One registry of the models a user can pick: the bundled models, the model library, and checkpoints added.
 
-The docks list it; the training dock adds to it. Its entries are the bundled model (once, as
-'default'; 'lite' is an alias that resolves but is not listed), the models registered in this
+The docks list it; the training dock adds to it. Its entries are the bundled models (the
+generalist once, as 'default', with 'lite' an alias that resolves but is not listed; then the
+presets named for the scans they fit, see ``BUNDLED_MODELS``), the models registered in this
 process, and every model in the user's model library (:mod:`.library`), scanned again at each
 listing so that models trained or removed elsewhere show up without a restart. A model spec is
 a listed name, the alias, or a checkpoint path.
@@ -19,7 +20,29 @@ from typing import Any
 DEFAULT_NAME = "default"
 #: Names that resolve to the bundled model without being listed (the configuration's name).
 BUNDLED_ALIASES = ("lite",)
-BUNDLED_FILE = "octanet-lite-default.safetensors"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    file: str
+    description: str
+
+
+#: The weights inside the package: the generalist default first, then presets named for the scans
+#: they fit (each one's figures and provenance are in the README and ``octanet info NAME``).
+BUNDLED_MODELS = (
+    BundledModel(
+        DEFAULT_NAME,
+        "octanet-lite-default.safetensors",
+        "bundled lite model trained on OCTA-500 and ROSSA, with strong augmentation: for any OCTA scan",
+    ),
+    BundledModel(
+        "octa500-rossa",
+        "octanet-lite-octa500-rossa.safetensors",
+        "bundled lite preset for OCTA-500 and ROSSA scans: higher Dice on them, less robust to other scans",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +56,19 @@ class ModelNotFoundError(LookupError):
     """A model spec that is neither a registered name nor an existing checkpoint file."""
 
 
-def bundled_checkpoint() -> Path | None:
-    """The default weights shipped inside the package, or None in a build without them."""
-    path = Path(str(resources.files("napari_octanet").joinpath("weights", BUNDLED_FILE)))
+def bundled_checkpoint(name: str = DEFAULT_NAME) -> Path | None:
+    """The weights of a bundled model (the default unless named), or None in a build without them."""
+    model = next((m for m in BUNDLED_MODELS if m.name == name), None)
+    if model is None:
+        return None
+    path = Path(str(resources.files("napari_octanet").joinpath("weights", model.file)))
     return path if path.is_file() else None
+
+
+def is_bundled(path: Path) -> bool:
+    """Whether a checkpoint file is one of the bundled models (which are never removed)."""
+    bundled = (bundled_checkpoint(m.name) for m in BUNDLED_MODELS)
+    return any(b is not None and b.resolve() == path.resolve() for b in bundled)
 
 
 class ModelRegistry:
@@ -46,10 +78,10 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
         self._listeners: list[Callable[[ModelEntry], None]] = []
         self._lock = threading.Lock()
-        bundled = bundled_checkpoint()
-        if bundled is not None:
-            entry = ModelEntry(DEFAULT_NAME, bundled, "bundled lite model trained on OCTA-500 and ROSSA")
-            self._entries[DEFAULT_NAME] = entry
+        for model in BUNDLED_MODELS:
+            path = bundled_checkpoint(model.name)
+            if path is not None:
+                self._entries[model.name] = ModelEntry(model.name, path, model.description)
 
     def entries(self) -> list[ModelEntry]:
         """The registered models, then the library's models not registered already (by file)."""
@@ -148,10 +180,13 @@ registry = ModelRegistry()
 
 __all__ = [
     "BUNDLED_ALIASES",
+    "BUNDLED_MODELS",
     "DEFAULT_NAME",
+    "BundledModel",
     "ModelEntry",
     "ModelNotFoundError",
     "ModelRegistry",
     "bundled_checkpoint",
+    "is_bundled",
     "registry",
 ]

@@ -149,8 +149,9 @@ def iter_train(
     dist = Distributed.from_environment(settings.device)
     device = dist.device if dist.enabled else resolve_device(settings.device).device
     torch.manual_seed(settings.seed)
-    network, state, optimizer_tensors = _initial_model(settings, device)
-    run = _Run(network, train, list(val), settings, dist, device, provenance or {})
+    network, state, optimizer_tensors, started_from = _initial_model(settings, device)
+    provenance = {**(provenance or {}), **({"started_from": started_from} if started_from else {})}
+    run = _Run(network, train, list(val), settings, dist, device, provenance)
     yield TrainEvent(
         "start",
         state.stage,
@@ -199,7 +200,8 @@ def iter_train(
 
 def _initial_model(
     settings: TrainSettings, device: torch.device
-) -> tuple[OctaNet, TrainState, dict[str, torch.Tensor]]:
+) -> tuple[OctaNet, TrainState, dict[str, torch.Tensor], dict[str, Any] | None]:
+    """The network to train, the state to go on from, the optimizer's saved tensors, and the lineage."""
     if settings.resume:
         loaded, optimizer_tensors = load_checkpoint(settings.resume, device)
         saved = dict(loaded.info.training_state)
@@ -207,14 +209,20 @@ def _initial_model(
             old = saved.pop("best_dice")
             saved.setdefault("best_score", None if old == -1.0 else old)
         state = TrainState(**{k: saved[k] for k in asdict(TrainState()) if k in saved})
-        return loaded.network, state, optimizer_tensors
+        return loaded.network, state, optimizer_tensors, loaded.info.provenance.get("started_from")
     if settings.init in (None, "", "scratch"):
         config = settings.config if isinstance(settings.config, NetworkConfig) else get_config(settings.config)
-        return OctaNet(config).to(device), TrainState(), {}
+        return OctaNet(config).to(device), TrainState(), {}, None
     from ..registry import registry
 
     loaded: LoadedModel = load_checkpoint(registry.resolve(settings.init), device)[0]
-    return loaded.network, TrainState(), {}
+    return loaded.network, TrainState(), {}, started_from(loaded)
+
+
+def started_from(model: LoadedModel) -> dict[str, Any]:
+    """A fine-tuned model's lineage: the starting model's file name and provenance, less its epoch history."""
+    kept = {key: value for key, value in model.info.provenance.items() if key != "history"}
+    return {"model": Path(model.source).name, **kept}
 
 
 class _Run:
@@ -291,7 +299,7 @@ class _Run:
             state.stage_seconds = clock.elapsed()
             if not losses:
                 return False
-            yield self._end_epoch(state, stage, epoch, epochs, steps, float(np.mean(losses)), started)
+            yield self._end_epoch(state, stage, (epoch, epochs), (len(losses), steps), float(np.mean(losses)), started)
             if state.bad_epochs >= self.settings.patience:
                 return True
             if clock.out_of_time():
@@ -305,11 +313,22 @@ class _Run:
             group["lr"] = self.settings.lr * max(0.0, 1 - progress) ** POLY_POWER
 
     def _end_epoch(
-        self, state: TrainState, stage: int, epoch: int, epochs: int, steps: int, loss: float, started: float
+        self,
+        state: TrainState,
+        stage: int,
+        epoch_of: tuple[int, int],
+        steps_of: tuple[int, int],
+        loss: float,
+        started: float,
     ) -> TrainEvent:
-        """Validate, record the epoch, save the resume state (and the best model if it improved)."""
+        """Validate, record the epoch, save the resume state (and the best model if it improved).
+
+        ``epoch_of`` is (this epoch, the stage's epochs); ``steps_of`` is (steps run, steps planned):
+        fewer run when the time budget ends an epoch early.
+        """
+        (epoch, epochs), (steps_run, steps) = epoch_of, steps_of
         val_dice, val_auc = self._validate(stage)
-        improved = self._record_epoch(state, stage, epoch, loss, val_dice, val_auc, started)
+        improved = self._record_epoch(state, stage, epoch, steps_run, loss, val_dice, val_auc, started)
         state.epoch = epoch + 1
         self.save_last(state, self.optimizer)
         message = (
@@ -397,6 +416,7 @@ class _Run:
         state: TrainState,
         stage: int,
         epoch: int,
+        steps: int,
         loss: float,
         val_dice: float | None,
         val_auc: float | None,
@@ -412,6 +432,7 @@ class _Run:
             {
                 "stage": stage,
                 "epoch": epoch + 1,
+                "steps": steps,
                 "loss": loss,
                 "val_dice": val_dice,
                 "val_auc": val_auc,
@@ -452,6 +473,10 @@ class _Run:
         return {
             **self.provenance,
             "epochs_run": len(state.history),
+            "steps_run": {
+                f"stage{stage}": sum(h.get("steps", 0) for h in state.history if h["stage"] == stage)
+                for stage in (1, 2)
+            },
             "best_validation": best,
             "history": state.history,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
