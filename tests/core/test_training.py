@@ -472,3 +472,35 @@ def test_provenance_counts_steps_and_keeps_the_starting_models_lineage(tmp_path:
     assert lineage["model"] == first.best_path.name
     assert lineage["steps_run"] == first_provenance["steps_run"]
     assert "history" not in lineage
+
+
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """Make validation return these Dice scores in turn (the first one scores the starting model)."""
+    from napari_octanet.core.training import trainer
+
+    queue = iter(scores)
+    monkeypatch.setattr(trainer._Run, "_validate", lambda self, stage: (next(queue), 0.9))
+
+
+def test_fine_tuning_that_never_beats_the_start_keeps_the_starting_model(
+    tmp_path: Path, tiny_init: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scripted_validation(monkeypatch, [0.8, 0.5, 0.6, 0.7])
+    images = tiny_images()
+    events = list(iter_train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=1)))
+    kept = load_model(tmp_path / "run" / "model.safetensors")
+    start = load_model(tiny_init)
+    for name, tensor in start.network.state_dict().items():
+        assert torch.equal(kept.network.state_dict()[name], tensor), name
+    assert kept.info.provenance["kept_starting_model"] == {"val_dice": 0.8}
+    assert events[-1].best_dice == 0.8 and "no epoch beat the starting model" in events[-1].message
+
+
+def test_fine_tuning_that_beats_the_start_keeps_its_best_epoch(
+    tmp_path: Path, tiny_init: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.7, 0.8])
+    images = tiny_images()
+    result = train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=1))
+    assert result.best_dice == 0.8
+    assert "kept_starting_model" not in load_model(result.best_path).info.provenance

@@ -152,6 +152,7 @@ def iter_train(
     network, state, optimizer_tensors, started_from = _initial_model(settings, device)
     provenance = {**(provenance or {}), **({"started_from": started_from} if started_from else {})}
     run = _Run(network, train, list(val), settings, dist, device, provenance)
+    starting_point = run.starting_point() if started_from and not settings.resume else None
     yield TrainEvent(
         "start",
         state.stage,
@@ -186,6 +187,14 @@ def iter_train(
         settings.last_path().unlink(missing_ok=True)
     best_path = run.best_path if run.best_path.exists() and state.history else None
     kept = f"best model: {best_path}" if best_path else "no epoch finished, so no model was written"
+    finished = stopped != "cancelled" and bool(state.history)
+    if finished and starting_point is not None and starting_point.beats(run.best_val_dice(state)):
+        run.keep_starting_model(state, starting_point)
+        best_path = run.best_path
+        kept = (
+            f"no epoch beat the starting model (validation Dice {starting_point.val_dice:.4f}), "
+            f"so it is kept as the best model: {best_path}"
+        )
     yield TrainEvent(
         "done",
         state.stage,
@@ -223,6 +232,17 @@ def started_from(model: LoadedModel) -> dict[str, Any]:
     """A fine-tuned model's lineage: the starting model's file name and provenance, less its epoch history."""
     kept = {key: value for key, value in model.info.provenance.items() if key != "history"}
     return {"model": Path(model.source).name, **kept}
+
+
+@dataclass
+class _StartingPoint:
+    """A fine-tuning run's starting model: its weights and its validation Dice on the final output."""
+
+    weights: dict[str, torch.Tensor]
+    val_dice: float
+
+    def beats(self, best: float | None) -> bool:
+        return best is None or self.val_dice > best
 
 
 class _Run:
@@ -339,6 +359,26 @@ class _Run:
         return TrainEvent(
             "epoch", stage, epoch + 1, epochs, steps, steps, loss, val_dice, self.best_val_dice(state), message
         )
+
+    def starting_point(self) -> _StartingPoint | None:
+        """Score the model fine-tuning starts from, so that a run which only makes it worse keeps it.
+
+        Scored on the output the run's best model is finally judged by: SRS, or the coarse maps
+        when no SRS epochs run. None without validation images.
+        """
+        final_stage = 2 if self.settings.stage_epochs[1] > 0 else 1
+        val_dice = self._validate(final_stage)[0]
+        if val_dice is None:
+            return None
+        weights = {name: tensor.detach().clone() for name, tensor in self.network.state_dict().items()}
+        return _StartingPoint(weights, val_dice)
+
+    def keep_starting_model(self, state: TrainState, start: _StartingPoint) -> None:
+        """Write the starting weights as the best model (with a note in its provenance)."""
+        self.network.load_state_dict(start.weights)
+        state.best_score = start.val_dice
+        self.provenance["kept_starting_model"] = {"val_dice": start.val_dice}
+        self.save_best(state)
 
     def best_val_dice(self, state: TrainState) -> float | None:
         """The stage's best validation Dice (None without validation or before the first epoch)."""
