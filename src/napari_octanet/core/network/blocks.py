@@ -49,14 +49,20 @@ class SplitAttentionConv2d(nn.Module):
         self.fc2 = nn.Conv2d(inter_channels, channels * radix, 1, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn0(self.conv(x)))
+        # In-place ReLU and accumulation: each full-size map is allocated once (peak memory and
+        # time of inference), and autograd needs none of the overwritten values.
+        x = F.relu(self.bn0(self.conv(x)), inplace=True)
         batch = x.shape[0]
         splits = torch.split(x, self.channels, dim=1)
-        gap = F.adaptive_avg_pool2d(sum(splits), 1)
+        # the pool of the splits' sum, without materialising the sum
+        gap = torch.stack([F.adaptive_avg_pool2d(split, 1) for split in splits]).sum(dim=0)
         attention = self.fc2(F.relu(self.bn1(self.fc1(gap))))
         attention = self._r_softmax(attention, batch)
         weights = torch.split(attention, self.channels, dim=1)
-        return sum(w * s for w, s in zip(weights, splits, strict=True))
+        out = weights[0] * splits[0]
+        for weight, split in zip(weights[1:], splits[1:], strict=True):
+            out.addcmul_(weight, split)
+        return out
 
     def _r_softmax(self, attention: torch.Tensor, batch: int) -> torch.Tensor:
         if self.radix == 1:
@@ -83,8 +89,8 @@ class DecoderBlock(nn.Module):
         self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn(self.conv(x)))
-        return F.relu(self.split_attention(y) + self.shortcut(x))
+        y = F.relu(self.bn(self.conv(x)), inplace=True)
+        return F.relu(self.split_attention(y).add_(self.shortcut(x)), inplace=True)
 
 
 def up_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:

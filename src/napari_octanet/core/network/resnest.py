@@ -55,11 +55,11 @@ class Bottleneck(nn.Module):
         return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.avd(self.conv2(out))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return F.relu(out.add_(shortcut), inplace=True)
 
 
 def _stage(in_channels: int, planes: int, blocks: int, stride: int, radix: int, avd_first: bool) -> nn.Sequential:
