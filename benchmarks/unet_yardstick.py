@@ -88,7 +88,7 @@ def train(
     order = epoch_order(images, args.steps * args.batch_size, args.balance_groups, args.seed)
     budget = 60.0 * args.minutes if args.minutes else math.inf
     network.train()
-    started, step, losses = time.perf_counter(), 0, []
+    started, losses = time.perf_counter(), []
     for step in range(args.steps):
         progress = max(step / args.steps, (time.perf_counter() - started) / budget)
         if progress >= 1:
@@ -107,7 +107,7 @@ def train(
         losses.append(float(loss.detach()))
         if step % 100 == 0:
             print(f"step {step}: loss {statistics.mean(losses[-100:]):.4f}", file=sys.stderr, flush=True)
-    return {"steps": step + 1, "train_minutes": round((time.perf_counter() - started) / 60, 1)}
+    return {"steps": len(losses), "train_minutes": round((time.perf_counter() - started) / 60, 1)}
 
 
 @torch.no_grad()
