@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_octanet.core.allocator import tune_allocator
 from napari_octanet.core.devices import resolve_device
 from napari_octanet.core.metrics import evaluate_image
 from napari_octanet.core.network import count_parameters
@@ -164,6 +165,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    tune_allocator()  # as octanet train does
     torch.manual_seed(args.seed)
     device = resolve_device(args.device).device
     train_images, val_images = load_split(args.data, args.split), load_split(args.data, args.val_split)

@@ -5,8 +5,8 @@ calls and gives freed heap memory back to the system at once, so each forward pa
 pages of every large activation in again: about 35,600 faults per pass, 150 ms instead of 90 ms
 for the bundled model at 320 px in a fresh process. Serving blocks up to 32 MiB from the heap and
 keeping up to 1 GiB of freed memory removes the faults; the arithmetic is the same, so outputs are
-bit-identical. Applied once per process, when inference first runs (not when napari imports the
-plugin); elsewhere than Linux with glibc it does nothing, and it never raises.
+bit-identical. Applied once per process, when inference or training first runs (not when napari
+imports the plugin); elsewhere than Linux with glibc it does nothing, and it never raises.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..allocator import tune_allocator
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
 from ..devices import resolve_device
 from ..files import ensure_writable_folder
@@ -146,6 +147,7 @@ def iter_train(
     """Train OCTA-Net (both stages), yielding progress; see the module docstring."""
     check_training_images(train, settings.crop_size)
     check_settings(settings)
+    tune_allocator()  # every training step allocates its activations anew: spare the page faults
     dist = Distributed.from_environment(settings.device)
     device = dist.device if dist.enabled else resolve_device(settings.device).device
     torch.manual_seed(settings.seed)
