@@ -117,6 +117,26 @@ def _segment(*arguments: str, checkpoint: Path) -> int:
     return main(["segment", *arguments, "--model", str(checkpoint), "--device", "cpu"])
 
 
+def _segment_command(*arguments: str, checkpoint: Path, ranks: int = 1, port: int = 29531) -> list[str]:
+    """``_segment``'s command line for a subprocess (under torchrun with ``ranks`` > 1)."""
+    return octanet_command("segment", *arguments, "--model", str(checkpoint), "--device", "cpu", ranks=ranks, port=port)
+
+
+def _scans(folder: Path, count: int) -> Path:
+    """``count`` random 64 px scans, s0.png, s1.png, ..., in ``folder``."""
+    for seed in range(count):
+        _scan(folder / f"s{seed}.png", seed)
+    return folder
+
+
+def _assert_maps_match_one_by_one(folder: Path, out: Path, stems: list[str], checkpoint: Path) -> None:
+    """Each written probability map equals what segment() gives for its scan alone."""
+    model = load_model(checkpoint)
+    for stem in stems:
+        expected = segment(model, imread(folder / f"{stem}.png"), device="cpu").fine
+        np.testing.assert_allclose(tifffile.imread(out / f"{stem}_probability.tif"), expected, atol=1e-5)
+
+
 def test_same_names_in_different_folders_get_their_own_results(tmp_path: Path, checkpoint: Path) -> None:
     first, second = _scan(tmp_path / "a" / "scan.png", 1), _scan(tmp_path / "b" / "scan.png", 2)
     beside = _scan(tmp_path / "b" / "scan.tif", 3)
@@ -246,37 +266,23 @@ def test_mixed_sizes_batch_by_size_and_match_one_by_one(
     out = tmp_path / "out"
     assert _segment(str(folder), "--out", str(out), "--batch-size", "3", checkpoint=checkpoint) == 0
     assert "6 image(s)" in capsys.readouterr().err
-    model = load_model(checkpoint)
-    for name in sizes:
-        expected = segment(model, imread(folder / f"{name}.png"), device="cpu").fine
-        np.testing.assert_allclose(tifffile.imread(out / f"{name}_probability.tif"), expected, atol=1e-5)
+    _assert_maps_match_one_by_one(folder, out, list(sizes), checkpoint)
 
 
 @pytest.mark.slow
 def test_torchrun_splits_the_files_across_ranks(tmp_path: Path, checkpoint: Path) -> None:
-    folder = tmp_path / "scans"
-    for seed in range(5):
-        _scan(folder / f"s{seed}.png", seed)
-    out = tmp_path / "out"
-    command = octanet_command(
-        "segment", str(folder), "--out", str(out), "--model", str(checkpoint), "--device", "cpu", ranks=2, port=29541
-    )
+    folder, out = _scans(tmp_path / "scans", 5), tmp_path / "out"
+    command = _segment_command(str(folder), "--out", str(out), checkpoint=checkpoint, ranks=2, port=29541)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=one_thread_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("segmented 3 image(s)") == 1 and result.stderr.count("segmented 2 image(s)") == 1
-    model = load_model(checkpoint)
-    for seed in range(5):
-        expected = segment(model, imread(folder / f"s{seed}.png"), device="cpu").fine
-        np.testing.assert_allclose(tifffile.imread(out / f"s{seed}_probability.tif"), expected, atol=1e-5)
+    _assert_maps_match_one_by_one(folder, out, [f"s{seed}" for seed in range(5)], checkpoint)
 
 
 def test_segment_measure_writes_one_table_for_the_batch(tmp_path: Path, checkpoint: Path) -> None:
     import csv
 
-    folder = tmp_path / "scans"
-    for seed in range(2):
-        _scan(folder / f"s{seed}.png", seed)
-    out = tmp_path / "out"
+    folder, out = _scans(tmp_path / "scans", 2), tmp_path / "out"
     assert _segment(str(folder), "--out", str(out), "--measure", "--fov-mm", "3", checkpoint=checkpoint) == 0
     with (out / "measures.csv").open() as file:
         rows = list(csv.DictReader(file))
@@ -286,11 +292,8 @@ def test_segment_measure_writes_one_table_for_the_batch(tmp_path: Path, checkpoi
 
 @pytest.mark.slow
 def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path: Path, checkpoint: Path) -> None:
-    folder = tmp_path / "scans"
-    for seed in range(6):
-        _scan(folder / f"s{seed}.png", seed)
-    out = tmp_path / "out"
-    command = octanet_command("segment", str(folder), "--out", str(out), "--model", str(checkpoint), "--device", "cpu")
+    folder, out = _scans(tmp_path / "scans", 6), tmp_path / "out"
+    command = _segment_command(str(folder), "--out", str(out), checkpoint=checkpoint)
     env = one_thread_environment()
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     assert [run.wait(timeout=300) for run in runs] == [0, 0]
