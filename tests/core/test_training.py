@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -436,6 +437,21 @@ def test_prefetched_batches_come_in_order_and_the_thread_ends_when_closed() -> N
         if thread.name == "octanet-batches":
             thread.join(timeout=2)
             assert not thread.is_alive()
+
+
+def test_prefetched_thread_ends_when_closed_after_its_items_ran_out() -> None:
+    import threading
+
+    from napari_octanet.core.training.data import prefetched
+
+    batches = prefetched(iter(range(2)), depth=1)
+    assert next(batches) == 0
+    time.sleep(0.3)  # the producer has queued 1 and waits to say that the items ran out
+    batches.close()
+    producers = [t for t in threading.enumerate() if t.name == "octanet-batches"]
+    for thread in producers:
+        thread.join(timeout=2)
+    assert not any(thread.is_alive() for thread in producers)
 
 
 def test_prefetched_raises_the_producers_error_in_the_consumer() -> None:

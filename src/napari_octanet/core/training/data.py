@@ -338,21 +338,25 @@ def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[T]:
     ready: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
     closed = threading.Event()
 
+    def offer(entry: tuple[bool, object]) -> bool:
+        """Queue ``entry`` unless the consumer has gone (then never block); False once it has."""
+        while not closed.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
     def fill() -> None:
         try:
             for item in items:
-                while not closed.is_set():
-                    try:
-                        ready.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if closed.is_set():
+                if not offer((True, item)):
                     return
         except BaseException as error:  # handed to the consumer, raised there
-            ready.put((False, error))
+            offer((False, error))
             return
-        ready.put((False, StopIteration()))
+        offer((False, StopIteration()))
 
     threading.Thread(target=fill, name="octanet-batches", daemon=True).start()
     try:
