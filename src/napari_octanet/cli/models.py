@@ -28,14 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
 def list_models() -> int:
     from ..core.library import library_models, models_dir, summarise
-    from ..core.registry import BUNDLED_MODELS, bundled_checkpoint
+    from ..core.registry import bundled_checkpoints
 
     models = library_models()
     rows = [("NAME", "SIZE", "DATE", "VAL DICE", "PATH")]
-    for bundled in BUNDLED_MODELS:
-        path = bundled_checkpoint(bundled.name)
-        if path is not None:
-            rows.append((bundled.name, _size(path.stat().st_size), "bundled", "see README", str(path)))
+    for bundled, path in bundled_checkpoints():
+        rows.append((bundled.name, _size(path.stat().st_size), "bundled", "see README", str(path)))
     for model in models:
         summary = summarise(model)
         dice = "-" if summary.val_dice is None else f"{summary.val_dice:.4f}"

@@ -65,10 +65,15 @@ def bundled_checkpoint(name: str = DEFAULT_NAME) -> Path | None:
     return path if path.is_file() else None
 
 
+def bundled_checkpoints() -> list[tuple[BundledModel, Path]]:
+    """The bundled models this installation has, with their weights, in ``BUNDLED_MODELS`` order."""
+    found = ((model, bundled_checkpoint(model.name)) for model in BUNDLED_MODELS)
+    return [(model, path) for model, path in found if path is not None]
+
+
 def is_bundled(path: Path) -> bool:
     """Whether a checkpoint file is one of the bundled models (which are never removed)."""
-    bundled = (bundled_checkpoint(m.name) for m in BUNDLED_MODELS)
-    return any(b is not None and b.resolve() == path.resolve() for b in bundled)
+    return any(bundled.resolve() == path.resolve() for _, bundled in bundled_checkpoints())
 
 
 class ModelRegistry:
@@ -78,10 +83,8 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
         self._listeners: list[Callable[[ModelEntry], None]] = []
         self._lock = threading.Lock()
-        for model in BUNDLED_MODELS:
-            path = bundled_checkpoint(model.name)
-            if path is not None:
-                self._entries[model.name] = ModelEntry(model.name, path, model.description)
+        for model, path in bundled_checkpoints():
+            self._entries[model.name] = ModelEntry(model.name, path, model.description)
 
     def entries(self) -> list[ModelEntry]:
         """The registered models, then the library's models not registered already (by file)."""
@@ -187,6 +190,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRegistry",
     "bundled_checkpoint",
+    "bundled_checkpoints",
     "is_bundled",
     "registry",
 ]
