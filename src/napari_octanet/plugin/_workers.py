@@ -171,10 +171,6 @@ class Job(Generic[Y, R]):
         self._callbacks.on_finished()
 
 
-#: Exception types whose message is written for the user (the core's InputError, CheckpointError,
-#: ModelNotFoundError, DeviceError and MemoryError derive from these); others are bugs.
-
-
 def describe_failure(action: str, error: Exception) -> str:
     """A one-paragraph message for a notification: the core's own words, never a traceback.
 
