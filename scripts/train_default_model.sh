@@ -26,4 +26,4 @@ octanet train "$DATA" --layout pairs --split train --val-split val \
     --out "$RUN/octanet-lite.safetensors" "${resume[@]}" \
     --note "Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual + SAM-labelled train_sam). Research use only; the data sets' own terms apply."
 
-octanet export "$RUN/octanet-lite.safetensors" src/napari_octanet/weights/octanet-lite-default.safetensors --half
+octanet export "$RUN/octanet-lite.safetensors" src/napari_octanet/weights/octanet-lite-default.safetensors --half --overwrite

@@ -31,5 +31,5 @@ phase() {  # NAME [octanet train options]
 phase phase1 --init scratch --lr 2e-3 --epochs 20 --fine-epochs 4 --samples-per-epoch 1024 --seed 0
 phase phase2 --init "$RUN/phase1.safetensors" --lr 1e-3 --epochs 9 --fine-epochs 2 --samples-per-epoch 2048 --seed 1
 
-octanet export "$RUN/phase2.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half \
+octanet export "$RUN/phase2.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
     --note "Preset for OCTA-500 and ROSSA scans. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam) with flips and turns only. Research use only; the data sets' own terms apply."

@@ -246,6 +246,17 @@ def test_export_half(tmp_path: Path, checkpoint: Path) -> None:
     assert out.stat().st_size < checkpoint.stat().st_size
 
 
+def test_export_never_replaces_a_file_unasked(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"the user's file")
+    assert main(["export", str(checkpoint), str(out)]) != 0
+    assert out.read_bytes() == b"the user's file" and "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(checkpoint), str(out), "--overwrite"]) == 0
+    assert load_model(out).info.network == load_model(checkpoint).info.network
+
+
 def test_export_replaces_the_note_and_keeps_the_rest(tmp_path: Path, checkpoint: Path) -> None:
     out = tmp_path / "noted.safetensors"
     assert main(["export", str(checkpoint), str(out), "--note", "CC BY 4.0 data"]) == 0

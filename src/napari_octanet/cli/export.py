@@ -12,6 +12,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path, metavar="OUT", help="the new .safetensors file")
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     parser.add_argument("--note", default=None, help="replace the provenance note (the data's terms, say)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     parser.set_defaults(run=run)
 
 
@@ -19,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model, save_checkpoint
     from ..core.registry import registry
 
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; choose another OUT, or pass --overwrite to replace it")
     model = load_model(registry.resolve(args.model))
     provenance = {**model.info.provenance, "exported_from": Path(model.source).name, "float16": args.half}
     if args.note is not None:
