@@ -169,7 +169,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     device = resolve_device(args.device).device
     train_images, val_images = load_split(args.data, args.split), load_split(args.data, args.val_split)
-    network = UNet().to(device)
+    network = UNet().to(device, memory_format=torch.channels_last)  # as octanet train lays its weights out
     result: dict[str, object] = {"network": "U-Net (base 16)", "parameters": count_parameters(network)}
     result.update(train(network, train_images, args, device))
     result["val"] = score(network, val_images, device)

@@ -16,7 +16,13 @@ from napari_octanet.core.preprocess import InputError
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
 from napari_octanet.core.training.data import split_train_val, training_image
-from napari_octanet.core.training.trainer import TrainSettings, iter_train, train
+from napari_octanet.core.training.trainer import (
+    TrainSettings,
+    _load_optimizer,
+    _optimizer_tensors,
+    iter_train,
+    train,
+)
 from tiny_models import TINY
 
 
@@ -520,3 +526,17 @@ def test_fine_tuning_that_beats_the_start_keeps_its_best_epoch(
     result = train(images, images[:1], settings(tmp_path, tiny_init, epochs=2, fine_epochs=1))
     assert result.best_dice == 0.8
     assert "kept_starting_model" not in load_model(result.best_path).info.provenance
+
+
+def test_resumed_optimizer_moments_are_laid_out_like_their_channels_last_weights() -> None:
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(conv.parameters())
+    conv(torch.rand(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    tensors = {name: value.contiguous() for name, value in _optimizer_tensors(optimizer)[0].items()}  # as saved
+    assert not tensors["state.0.exp_avg"].is_contiguous(memory_format=torch.channels_last)
+    restored = torch.optim.Adam(conv.parameters())
+    _load_optimizer(restored, tensors)
+    moment = restored.state[conv.weight]["exp_avg"]
+    assert moment.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(moment, optimizer.state[conv.weight]["exp_avg"])

@@ -1,0 +1,151 @@
+"""Training speed: milliseconds per step, contiguous (NCHW) against channels-last weights.
+
+    python benchmarks/bench_training_step.py [--batch-size 8] [--crop-size 256] [--steps 8] [--threads 2]
+
+Times one optimizer step (forward, Dice + BCE, backward, Adam) on random crops made by the
+trainer's own ``make_batch`` from synthetic scans: `lite`'s SCS step (stage 1), its SRS step
+(stage 2, SCS frozen) and the U-Net yardstick's step, each with the weights in both memory
+layouts. Then it runs ``iter_train`` itself for the same number of SCS steps, to show which
+layout the trainer uses. Medians after two warm-up steps, in one process with the allocator tuned
+as ``octanet train`` tunes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_octanet.core.allocator import tune_allocator
+from napari_octanet.core.network import OctaNet, get_config
+from napari_octanet.core.synthetic import synthetic_set
+from napari_octanet.core.training.data import TrainingImage, epoch_order, make_batch, training_image
+from napari_octanet.core.training.losses import dice_bce_loss
+from napari_octanet.core.training.settings import AUGMENTS, TrainSettings
+from napari_octanet.core.training.trainer import iter_train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from unet_yardstick import UNet  # noqa: E402
+
+WARM_UP = 2
+Step = Callable[[torch.Tensor], None]
+
+
+def lite_coarse_step(network: OctaNet, optimizer: torch.optim.Optimizer) -> Step:
+    def step(batch: torch.Tensor) -> None:
+        pixel, centerline = network.coarse(batch[:, :1])
+        loss = dice_bce_loss(pixel, batch[:, 1:2]) + dice_bce_loss(centerline, batch[:, 2:3])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def lite_fine_step(network: OctaNet, optimizer: torch.optim.Optimizer) -> Step:
+    def step(batch: torch.Tensor) -> None:
+        image = batch[:, :1]
+        with torch.no_grad():
+            pixel, centerline = network.coarse(image)
+        loss = dice_bce_loss(network.fine(image, pixel, centerline), batch[:, 3:4])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def unet_step(network: UNet, optimizer: torch.optim.Optimizer) -> Step:
+    def step(batch: torch.Tensor) -> None:
+        loss = dice_bce_loss(network(batch[:, :1]), batch[:, 3:4])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def build(kind: str, memory_format: torch.memory_format) -> Step:
+    if kind == "U-Net":
+        unet = UNet().to(memory_format=memory_format).train()
+        return unet_step(unet, torch.optim.Adam(unet.parameters(), 1e-3))
+    network = OctaNet(get_config("lite")).to(memory_format=memory_format)
+    coarse_stage = kind == "lite SCS"
+    network.coarse.train(coarse_stage).requires_grad_(coarse_stage)
+    network.fine.train(not coarse_stage).requires_grad_(not coarse_stage)
+    trained = network.coarse if coarse_stage else network.fine
+    optimizer = torch.optim.Adam(trained.parameters(), 1e-3)
+    return (lite_coarse_step if coarse_stage else lite_fine_step)(network, optimizer)
+
+
+def median_ms(step: Step, batches: list[torch.Tensor]) -> float:
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        step(batch)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times[WARM_UP:])
+
+
+def trainer_ms(images: list[TrainingImage], args: argparse.Namespace, folder: Path) -> float:
+    """Median ms between the trainer's step events (batch making included) in stage 1."""
+    settings = TrainSettings(
+        out=str(folder / "bench.safetensors"),
+        epochs=1,
+        fine_epochs=0,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        samples_per_epoch=(args.steps + WARM_UP) * args.batch_size,
+        augment=AUGMENTS["flips"],
+        device="cpu",
+    )
+    times, last = [], time.perf_counter()
+    for event in iter_train(images, [], settings):
+        if event.kind == "step":
+            now = time.perf_counter()
+            times.append(1000 * (now - last))
+            last = now
+    return statistics.median(times[WARM_UP:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per row, after two warm-up steps")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_allocator()
+    torch.manual_seed(0)
+    images = [training_image(image, label, group="synthetic") for image, label in synthetic_set(8, seed=1)]
+    order = epoch_order(images, (args.steps + WARM_UP) * args.batch_size, False, 0)
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        make_batch(images, order[i : i + args.batch_size], args.crop_size, AUGMENTS["flips"], generator)
+        for i in range(0, len(order), args.batch_size)
+    ]
+    print(f"ms per step, batch {args.batch_size} x {args.crop_size} px, {args.threads} threads\n")
+    print("| step | contiguous | channels-last | ratio |\n|---|---|---|---|")
+    for kind in ("lite SCS", "lite SRS", "U-Net"):
+        plain = median_ms(build(kind, torch.contiguous_format), batches)
+        last = median_ms(build(kind, torch.channels_last), batches)
+        print(f"| {kind} | {plain:.0f} | {last:.0f} | {last / plain:.2f} |", flush=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        print(
+            f"\n`iter_train`, stage 1 (batch making included): {trainer_ms(images, args, Path(folder)):.0f} ms per step"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
