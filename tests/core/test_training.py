@@ -15,7 +15,9 @@ from napari_octanet.core.checkpoint import load_checkpoint, load_model
 from napari_octanet.core.preprocess import InputError
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
+from napari_octanet.core.training.averaging import WeightAverage, saved_average
 from napari_octanet.core.training.data import split_train_val, training_image
+from napari_octanet.core.training.losses import skeleton_recall_loss
 from napari_octanet.core.training.trainer import (
     TrainSettings,
     _load_optimizer,
@@ -501,7 +503,7 @@ def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -
     from napari_octanet.core.training import trainer
 
     queue = iter(scores)
-    monkeypatch.setattr(trainer._Run, "_validate", lambda self, stage: (next(queue), 0.9))
+    monkeypatch.setattr(trainer._Run, "_validate", lambda self, stage: trainer._Scores(next(queue), 0.9, {}))
 
 
 def test_fine_tuning_that_never_beats_the_start_keeps_the_starting_model(
@@ -540,3 +542,75 @@ def test_resumed_optimizer_moments_are_laid_out_like_their_channels_last_weights
     moment = restored.state[conv.weight]["exp_avg"]
     assert moment.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(moment, optimizer.state[conv.weight]["exp_avg"])
+
+
+def test_weight_average_follows_the_weights_and_swaps_in_only_inside_its_block() -> None:
+    layer = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage(layer, decay=0.5, updates=100)  # past the warm-up: the decay is 0.5
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    average.update()
+    with average.swapped_in():
+        torch.testing.assert_close(layer.weight, torch.full((1, 2), 0.5))
+    torch.testing.assert_close(layer.weight, torch.ones(1, 2))
+    again = WeightAverage(layer, decay=0.5, saved=saved_average(average.state()))
+    with again.swapped_in():
+        torch.testing.assert_close(layer.weight, torch.full((1, 2), 0.5))
+
+
+def test_weight_average_forgets_its_start_quickly_at_first() -> None:
+    average = WeightAverage(torch.nn.Linear(2, 1), decay=0.999)
+    assert average.current_decay() == pytest.approx(0.1)
+    average.updates = 10_000
+    assert average.current_decay() == 0.999
+
+
+def test_with_ema_the_average_is_saved_and_the_trained_weights_resume(tmp_path: Path) -> None:
+    images = tiny_images()
+    result = train(
+        images,
+        images[:2],
+        # from scratch: a fine-tuning run could keep its starting model instead of the average
+        settings(tmp_path, "scratch", config=TINY, epochs=1, fine_epochs=0, ema_decay=0.9, keep_resume_state=True),
+    )
+    assert result.last_path is not None
+    epoch = result.history[-1]
+    assert epoch["val_dice_trained_weights"] is not None and set(epoch["val_dice_by_group"]) == {""}
+    best = load_model(result.best_path).network.state_dict()
+    last, extra = load_checkpoint(result.last_path)
+    trained = last.network.state_dict()
+    averaged = {"coarse." + name[len("ema.") :]: value for name, value in extra.items() if name.startswith("ema.")}
+    assert averaged, "the resume state keeps the average"
+    changed = [name for name in averaged if not torch.equal(averaged[name], trained[name])]
+    assert changed, "after a few steps the average differs from the trained weights"
+    for name in changed:
+        torch.testing.assert_close(best[name], averaged[name])
+    resumed = train(
+        images,
+        images[:2],
+        settings(tmp_path, "scratch", config=TINY, epochs=2, ema_decay=0.9, resume=str(result.last_path)),
+    )
+    assert [h["epoch"] for h in resumed.history if h["stage"] == 1] == [1, 2]
+
+
+def test_skeleton_recall_is_the_share_of_the_centerline_the_map_misses() -> None:
+    skeleton = torch.zeros(1, 1, 8, 8)
+    skeleton[0, 0, 4, :] = 1  # a vessel's 8 centerline pixels
+    probability = torch.zeros(1, 1, 8, 8)
+    probability[0, 0, 4, :6] = 1  # the map finds 6 of them
+    assert skeleton_recall_loss(probability, skeleton).item() == pytest.approx(1 - 7 / 9)  # (6 + 1) / (8 + 1)
+
+
+def test_skeleton_recall_weight_changes_the_training_loss(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    plain = train(images, [], settings(tmp_path / "a", tiny_init, epochs=1, fine_epochs=0))
+    weighted = train(images, [], settings(tmp_path / "b", tiny_init, epochs=1, fine_epochs=0, skeleton_recall=1.0))
+    assert weighted.history[0]["loss"] > plain.history[0]["loss"]
+
+
+@pytest.mark.parametrize("bad", [{"ema_decay": 1.0}, {"ema_decay": 0.0}, {"skeleton_recall": -1.0}])
+def test_bad_ema_or_skeleton_weights_are_refused(tmp_path: Path, tiny_init: str, bad: dict[str, float]) -> None:
+    with pytest.raises(InputError, match="EMA decay|skeleton recall"):
+        train(tiny_images(), [], settings(tmp_path, tiny_init, **bad))

@@ -76,6 +76,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         choices=tuple(AUGMENTS),
         help="full: flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only",
     )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="validate and keep an exponential moving average of the weights (e.g. 0.999)",
+    )
+    parser.add_argument(
+        "--skeleton-recall",
+        type=float,
+        default=TrainSettings.skeleton_recall,
+        metavar="WEIGHT",
+        help="add a skeleton recall term of this weight to the loss (thin vessels; 0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", type=Path, default=None, help="best checkpoint path (default: the model library, under --name)"
@@ -138,6 +152,8 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         loss=args.loss,
         crop_size=args.crop_size,
         augment=AUGMENTS[args.augment],
+        ema_decay=args.ema,
+        skeleton_recall=args.skeleton_recall,
         samples_per_epoch=args.samples_per_epoch,
         balance_groups=args.balance_groups,
         patience=args.patience,

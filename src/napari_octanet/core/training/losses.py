@@ -26,6 +26,19 @@ def dice_bce_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return (1 - dice).mean() + F.binary_cross_entropy(probability, target)
 
 
+def skeleton_recall_loss(probability: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor:
+    """The share of the skeleton (centerline) pixels that the map misses, per image, averaged.
+
+    After Kirchhoff et al. (2024), "Skeleton recall loss": a map that drops a thin vessel loses
+    little Dice but all of that vessel's skeleton, so this term speaks up for thin vessels.
+    """
+    probability = probability.float()
+    skeleton = skeleton.float()
+    dims = tuple(range(1, probability.ndim))
+    recall = ((probability * skeleton).sum(dims) + EPSILON) / (skeleton.sum(dims) + EPSILON)
+    return (1 - recall).mean()
+
+
 LOSSES: dict[str, LossFunction] = {"mse": mse_loss, "dice_bce": dice_bce_loss}
 
 

@@ -78,6 +78,13 @@ class TrainSettings:
     overwrite: bool = False
     #: Keep the resume state (OUT-last) after a completed run; a stopped run always keeps it.
     keep_resume_state: bool = False
+    #: Keep an exponential moving average of the trained weights with this decay per step (0.999 is
+    #: usual; None: none). The average is what is validated and saved; the trained weights' validation
+    #: Dice is recorded beside it in the history.
+    ema_decay: float | None = None
+    #: Weight of a skeleton recall term (Kirchhoff et al., 2024) added to the loss of the pixel-level
+    #: and the SRS map: the share of the centerline target that the map misses. 0: none.
+    skeleton_recall: float = 0.0
     #: Store the best model's weights as float16 (half the size; what the model library keeps).
     half: bool = False
 

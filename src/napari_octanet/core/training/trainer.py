@@ -33,9 +33,10 @@ from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
+from .averaging import WeightAverage, saved_average
 from .data import TrainingImage, check_training_images, epoch_order, make_batch, prefetched
 from .distributed import Distributed
-from .losses import get_loss
+from .losses import get_loss, skeleton_recall_loss
 from .settings import TrainSettings, default_fine_epochs
 
 POLY_POWER = 0.9
@@ -87,6 +88,8 @@ class TrainState:
     bad_epochs: int = 0
     #: Seconds spent in the current stage (for a time budget that survives a resume).
     stage_seconds: float = 0.0
+    #: Steps the stage's weight average has followed (see ``TrainSettings.ema_decay``).
+    ema_updates: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -123,6 +126,10 @@ def check_settings(settings: TrainSettings) -> None:
         raise InputError(f"fine (SRS) epochs must be 0 or more, got {settings.stage_epochs[1]}")
     if not settings.lr > 0:
         raise InputError(f"learning rate {settings.lr} must be positive")
+    if settings.ema_decay is not None and not 0.0 < settings.ema_decay < 1.0:
+        raise InputError(f"EMA decay {settings.ema_decay} must be between 0 and 1 (0.999 is usual)")
+    if settings.skeleton_recall < 0:
+        raise InputError(f"skeleton recall weight {settings.skeleton_recall} must be 0 or more")
     if settings.samples_per_epoch is not None and settings.samples_per_epoch < 1:
         raise InputError(f"samples per epoch {settings.samples_per_epoch} must be at least 1")
     _check_output(Path(settings.out), settings.overwrite or bool(settings.resume))
@@ -173,7 +180,7 @@ def iter_train(
             if stage == 1:
                 run.restore_best(state)
                 # The best model is judged on the SRS output from here on.
-                state.stage, state.epoch, state.bad_epochs, state.stage_seconds = 2, 0, 0, 0.0
+                state.stage, state.epoch, state.bad_epochs, state.stage_seconds, state.ema_updates = 2, 0, 0, 0.0, 0
                 if settings.stage_epochs[1] > 0:
                     state.best_score = None
     except (_Stop, KeyboardInterrupt):
@@ -274,6 +281,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision and device.type == "cuda")
         self.provenance = {**provenance, "settings": _settings_record(settings)}
         self.optimizer: torch.optim.Optimizer | None = None
+        self.average: WeightAverage | None = None
 
     # -- one stage -------------------------------------------------------------------------
     def stage(
@@ -291,6 +299,10 @@ class _Run:
         )
         if optimizer_tensors:
             _load_optimizer(self.optimizer, optimizer_tensors)
+        if self.settings.ema_decay is not None:
+            self.average = WeightAverage(
+                trainable, self.settings.ema_decay, saved_average(optimizer_tensors), state.ema_updates
+            )
         wrapped = self.dist.wrap(trainable)
         per_step = self.settings.batch_size * self.dist.world_size
         # An epoch draws at least one full batch per process, however few the images.
@@ -310,6 +322,9 @@ class _Run:
                     break
                 self._set_learning_rate(max((epoch + step / steps) / epochs, clock.fraction()))
                 losses.append(self._step(stage, wrapped, next(batches)))
+                if self.average is not None:
+                    self.average.update()
+                    state.ema_updates = self.average.updates
                 yield TrainEvent(
                     "step",
                     stage,
@@ -351,8 +366,15 @@ class _Run:
         fewer run when the time budget ends an epoch early.
         """
         (epoch, epochs), (steps_run, steps) = epoch_of, steps_of
-        val_dice, val_auc = self._validate(stage)
-        improved = self._record_epoch(state, stage, epoch, steps_run, loss, val_dice, val_auc, started)
+        if self.average is None:
+            scores = self._validate(stage)
+            improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started)
+        else:
+            trained = self._validate(stage)
+            with self.average.swapped_in():  # the average is judged, and saved if it is the best
+                scores = self._validate(stage)
+                improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started, trained)
+        val_dice = scores.dice
         state.epoch = epoch + 1
         self.save_last(state, self.optimizer)
         message = (
@@ -371,7 +393,7 @@ class _Run:
         when no SRS epochs run. None without validation images.
         """
         final_stage = 2 if self.settings.stage_epochs[1] > 0 else 1
-        val_dice = self._validate(final_stage)[0]
+        val_dice = self._validate(final_stage).dice
         if val_dice is None:
             return None
         weights = {name: tensor.detach().clone() for name, tensor in self.network.state_dict().items()}
@@ -411,6 +433,13 @@ class _Run:
                 ).to(self.device)
             order = np.random.default_rng(seed := seed + 1).permutation(order)
 
+    def _loss(self, probability: torch.Tensor, target: torch.Tensor, centerline_target: torch.Tensor) -> torch.Tensor:
+        """The run's loss, plus the skeleton recall term where it has a weight."""
+        loss = self.loss(probability, target)
+        if self.settings.skeleton_recall > 0:
+            loss = loss + self.settings.skeleton_recall * skeleton_recall_loss(probability, centerline_target)
+        return loss
+
     def _step(self, stage: int, trainable: nn.Module, batch: torch.Tensor) -> float:
         image, pixel_target, centerline_target, label = (batch[:, i : i + 1] for i in range(4))
         optimizer = self.optimizer
@@ -421,13 +450,13 @@ class _Run:
             if stage == 1:
                 pixel, centerline = trainable(image)
                 with self._no_autocast():
-                    loss = self.loss(pixel, pixel_target) + self.loss(centerline, centerline_target)
+                    loss = self._loss(pixel, pixel_target, centerline_target) + self.loss(centerline, centerline_target)
             else:
                 with torch.no_grad():
                     pixel, centerline = self.network.coarse(image)
                 fine = trainable(image, pixel, centerline)
                 with self._no_autocast():
-                    loss = self.loss(fine, label)
+                    loss = self._loss(fine, label, centerline_target)
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
@@ -444,28 +473,32 @@ class _Run:
         return contextlib.nullcontext()
 
     # -- validation and checkpoints ----------------------------------------------------------
-    def _validate(self, stage: int) -> tuple[float | None, float | None]:
+    def _validate(self, stage: int) -> _Scores:
         """Mean Dice (Otsu) and AUC on the held-out images: the coarse max in stage 1, SRS in stage 2."""
         if not self.val:
-            return None, None
+            return _Scores(None, None, {})
         by_group: dict[str, list[dict[str, float]]] = {}
         for image in self.val:
             maps = segment(self.network, image.image, device=self.device, batch_size=1, prescaled=True)
             probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
             by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
-        return _mean_over_groups(by_group, "dice"), _mean_over_groups(by_group, "auc")
+        dice_by_group = {group: float(np.mean([s["dice"] for s in scores])) for group, scores in by_group.items()}
+        return _Scores(_mean_over_groups(by_group, "dice"), _mean_over_groups(by_group, "auc"), dice_by_group)
 
     def _record_epoch(
         self,
         state: TrainState,
         stage: int,
-        epoch: int,
-        steps: int,
+        epoch_and_steps: tuple[int, int],
         loss: float,
-        val_dice: float | None,
-        val_auc: float | None,
+        scores: _Scores,
         started: float,
+        trained: _Scores | None = None,
     ) -> bool:
+        """Keep the epoch in the history (and the model if it is the best); ``trained``: the trained
+        weights' scores where ``scores`` are their average's."""
+        epoch, steps = epoch_and_steps
+        val_dice = scores.dice
         score = val_dice if val_dice is not None else -loss
         improved = state.best_score is None or score > state.best_score
         if improved:
@@ -479,7 +512,9 @@ class _Run:
                 "steps": steps,
                 "loss": loss,
                 "val_dice": val_dice,
-                "val_auc": val_auc,
+                "val_auc": scores.auc,
+                **({"val_dice_by_group": scores.dice_by_group} if scores.dice_by_group else {}),
+                **({"val_dice_trained_weights": trained.dice} if trained is not None else {}),
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
@@ -496,6 +531,8 @@ class _Run:
         if not self.dist.is_main or not state.history:
             return
         tensors, groups = _optimizer_tensors(optimizer) if optimizer is not None else ({}, [])
+        if self.average is not None:
+            tensors.update(self.average.state())
         training_state = {**asdict(state), "optimizer_param_groups": groups, "best_path": str(self.best_path)}
         save_checkpoint(
             self.settings.last_path(),
@@ -506,7 +543,10 @@ class _Run:
         )
 
     def restore_best(self, state: TrainState) -> None:
-        """Stage 2 starts from the best stage-1 weights, not the last ones."""
+        """Stage 2 starts from the best stage-1 weights (or their average's last value), not the last ones."""
+        if self.average is not None:
+            self.average.copy_to_module()
+            self.average = None
         if self.best_path.exists() and self.val:
             best, _ = load_checkpoint(self.best_path, self.device)
             self.network.load_state_dict(best.network.state_dict())
@@ -525,6 +565,15 @@ class _Run:
             "history": state.history,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Validation scores: mean Dice and AUC over the groups (None without validation), Dice per group."""
+
+    dice: float | None
+    auc: float | None
+    dice_by_group: dict[str, float]
 
 
 def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
@@ -571,6 +620,8 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     params = [param for group in optimizer.param_groups for param in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
+        if not key.startswith("state."):
+            continue  # the weight average's tensors share the resume state
         _, index, name = key.split(".", 2)
         param = params[int(index)]
         if value.shape == param.shape:
