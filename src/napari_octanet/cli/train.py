@@ -79,7 +79,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ema",
         type=float,
-        default=None,
+        default=TrainSettings.ema_decay,
         metavar="DECAY",
         help="validate and keep an exponential moving average of the weights (e.g. 0.999)",
     )
