@@ -495,8 +495,10 @@ class _Run:
         started: float,
         trained: _Scores | None = None,
     ) -> bool:
-        """Keep the epoch in the history (and the model if it is the best); ``trained``: the trained
-        weights' scores where ``scores`` are their average's."""
+        """Keep the epoch in the history, and the model if it is the best.
+
+        ``trained`` holds the trained weights' scores where ``scores`` are their average's (EMA).
+        """
         epoch, steps = epoch_and_steps
         val_dice = scores.dice
         score = val_dice if val_dice is not None else -loss
