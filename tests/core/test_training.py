@@ -370,7 +370,17 @@ def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[s
     arguments = ["train", str(tmp_path / "data"), "--val-fraction", "0", "--init", tiny_init, "--epochs", "1000"]
     arguments += ["--batch-size", "2", "--crop-size", "64", "--samples-per-epoch", "4", "--device", "cpu"]
     command = octanet_command(*arguments, "--threads", "1", "--out", str(out))
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    # A shell that starts a command in the background without job control (`cmd &` in a script)
+    # makes it ignore SIGINT, and its children inherit that: give the child the default again, so
+    # that Python installs its KeyboardInterrupt handler whoever started the tests.
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = ""
     while after not in seen:
         seen += process.stderr.read(1)
