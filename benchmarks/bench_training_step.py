@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +38,11 @@ WARM_UP = 2
 Step = Callable[[torch.Tensor], None]
 
 
-def lite_coarse_step(network: OctaNet, optimizer: torch.optim.Optimizer) -> Step:
+def optimizer_step(optimizer: torch.optim.Optimizer, loss_of: Callable[[torch.Tensor], torch.Tensor]) -> Step:
+    """One step: ``loss_of(batch)``, then backward and Adam."""
+
     def step(batch: torch.Tensor) -> None:
-        pixel, centerline = network.coarse(batch[:, :1])
-        loss = dice_bce_loss(pixel, batch[:, 1:2]) + dice_bce_loss(centerline, batch[:, 2:3])
+        loss = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -48,40 +50,37 @@ def lite_coarse_step(network: OctaNet, optimizer: torch.optim.Optimizer) -> Step
     return step
 
 
-def lite_fine_step(network: OctaNet, optimizer: torch.optim.Optimizer) -> Step:
-    def step(batch: torch.Tensor) -> None:
+def lite_coarse_loss(network: OctaNet) -> Callable[[torch.Tensor], torch.Tensor]:
+    def loss_of(batch: torch.Tensor) -> torch.Tensor:
+        pixel, centerline = network.coarse(batch[:, :1])
+        return dice_bce_loss(pixel, batch[:, 1:2]) + dice_bce_loss(centerline, batch[:, 2:3])
+
+    return loss_of
+
+
+def lite_fine_loss(network: OctaNet) -> Callable[[torch.Tensor], torch.Tensor]:
+    def loss_of(batch: torch.Tensor) -> torch.Tensor:
         image = batch[:, :1]
         with torch.no_grad():
             pixel, centerline = network.coarse(image)
-        loss = dice_bce_loss(network.fine(image, pixel, centerline), batch[:, 3:4])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        return dice_bce_loss(network.fine(image, pixel, centerline), batch[:, 3:4])
 
-    return step
-
-
-def unet_step(network: UNet, optimizer: torch.optim.Optimizer) -> Step:
-    def step(batch: torch.Tensor) -> None:
-        loss = dice_bce_loss(network(batch[:, :1]), batch[:, 3:4])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return loss_of
 
 
 def build(kind: str, memory_format: torch.memory_format) -> Step:
     if kind == "U-Net":
         unet = UNet().to(memory_format=memory_format).train()
-        return unet_step(unet, torch.optim.Adam(unet.parameters(), 1e-3))
+        return optimizer_step(
+            torch.optim.Adam(unet.parameters(), 1e-3), lambda batch: dice_bce_loss(unet(batch[:, :1]), batch[:, 3:4])
+        )
     network = OctaNet(get_config("lite")).to(memory_format=memory_format)
     coarse_stage = kind == "lite SCS"
     network.coarse.train(coarse_stage).requires_grad_(coarse_stage)
     network.fine.train(not coarse_stage).requires_grad_(not coarse_stage)
     trained = network.coarse if coarse_stage else network.fine
     optimizer = torch.optim.Adam(trained.parameters(), 1e-3)
-    return (lite_coarse_step if coarse_stage else lite_fine_step)(network, optimizer)
+    return optimizer_step(optimizer, (lite_coarse_loss if coarse_stage else lite_fine_loss)(network))
 
 
 def median_ms(step: Step, batches: list[torch.Tensor]) -> float:
@@ -137,8 +136,6 @@ def main() -> int:
         plain = median_ms(build(kind, torch.contiguous_format), batches)
         last = median_ms(build(kind, torch.channels_last), batches)
         print(f"| {kind} | {plain:.0f} | {last:.0f} | {last / plain:.2f} |", flush=True)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         print(
             f"\n`iter_train`, stage 1 (batch making included): {trainer_ms(images, args, Path(folder)):.0f} ms per step"

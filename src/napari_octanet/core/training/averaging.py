@@ -29,12 +29,10 @@ class WeightAverage:
             raise ValueError(f"EMA decay {decay} must be between 0 and 1 (0.999 is usual)")
         self.decay = decay
         self.updates = updates
+        # state_dict's tensors are detached views of the module's own: writing them writes the module
         self._live = {name: t for name, t in module.state_dict().items() if t.is_floating_point()}
         saved = saved or {}
-        self._average = {
-            name: torch.empty_like(live).copy_(saved[name] if name in saved else live.detach())
-            for name, live in self._live.items()
-        }
+        self._average = {name: torch.empty_like(live).copy_(saved.get(name, live)) for name, live in self._live.items()}
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -44,14 +42,14 @@ class WeightAverage:
         """Move the average towards the module's current weights (call after each optimizer step)."""
         weight = 1.0 - self.current_decay()
         for name, live in self._live.items():
-            self._average[name].lerp_(live.detach(), weight)
+            self._average[name].lerp_(live, weight)
         self.updates += 1
 
     @contextlib.contextmanager
     @torch.no_grad()
     def swapped_in(self) -> Iterator[None]:
         """The module holds the average inside the block and its trained weights again after it."""
-        trained = {name: live.detach().clone() for name, live in self._live.items()}
+        trained = {name: live.clone() for name, live in self._live.items()}
         self._copy_into_module(self._average)
         try:
             yield

@@ -324,7 +324,6 @@ class _Run:
                 losses.append(self._step(stage, wrapped, next(batches)))
                 if self.average is not None:
                     self.average.update()
-                    state.ema_updates = self.average.updates
                 yield TrainEvent(
                     "step",
                     stage,
@@ -366,14 +365,12 @@ class _Run:
         fewer run when the time budget ends an epoch early.
         """
         (epoch, epochs), (steps_run, steps) = epoch_of, steps_of
-        if self.average is None:
+        average = self.average
+        trained = self._validate(stage) if average is not None else None
+        # With EMA the average is judged, and saved if it is the best; the trained weights are kept.
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
             scores = self._validate(stage)
-            improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started)
-        else:
-            trained = self._validate(stage)
-            with self.average.swapped_in():  # the average is judged, and saved if it is the best
-                scores = self._validate(stage)
-                improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started, trained)
+            improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started, trained)
         val_dice = scores.dice
         state.epoch = epoch + 1
         self.save_last(state, self.optimizer)
@@ -535,6 +532,7 @@ class _Run:
         tensors, groups = _optimizer_tensors(optimizer) if optimizer is not None else ({}, [])
         if self.average is not None:
             tensors.update(self.average.state())
+            state.ema_updates = self.average.updates
         training_state = {**asdict(state), "optimizer_param_groups": groups, "best_path": str(self.best_path)}
         save_checkpoint(
             self.settings.last_path(),
