@@ -107,6 +107,15 @@ def test_a_batch_size_below_one_is_refused_by_the_parser(
     assert exit_.value.code == 2 and "not a positive whole number" in capsys.readouterr().err
 
 
+def test_a_crop_size_that_is_not_a_number_or_whole_is_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(tmp_path), "--crop-size", "full"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "'full'" in error and "'whole'" in error and "Traceback" not in error
+
+
 def _scan(path: Path, seed: int = 0, size: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     imsave(path, np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8), check_contrast=False)

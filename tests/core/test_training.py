@@ -16,8 +16,9 @@ from napari_octanet.core.preprocess import InputError
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
 from napari_octanet.core.training.averaging import WeightAverage, saved_average
-from napari_octanet.core.training.data import split_train_val, training_image
+from napari_octanet.core.training.data import make_batch, same_size_batches, split_train_val, training_image
 from napari_octanet.core.training.losses import skeleton_recall_loss
+from napari_octanet.core.training.settings import parse_crop_size
 from napari_octanet.core.training.trainer import (
     TrainSettings,
     _load_optimizer,
@@ -282,6 +283,39 @@ def test_small_images_are_padded_to_the_crop() -> None:
     crop = random_crop(sample.stacked(), 64, torch.Generator().manual_seed(0))
     assert crop.shape == (4, 64, 64)
     assert crop[1:, 48:, :].sum() == 0
+
+
+def test_whole_image_batches_hold_one_shape_each_in_draw_order() -> None:
+    images = tiny_images(2, 64) + tiny_images(2, 96)
+    order = [0, 2, 1, 3, 2, 0, 3, 1, 0]
+    batches = same_size_batches(images, order, 2)
+    assert [b.tolist() for b in batches] == [[0, 1], [2, 3], [2, 3], [0, 1]]
+
+
+def test_whole_image_batch_is_the_largest_square_that_fits() -> None:
+    images = [training_image(*synthetic_octa(size, seed=0)) for size in (76, 100)]
+    generator = torch.Generator().manual_seed(0)
+    assert make_batch(images, [0, 0], None, AugmentConfig.none(), generator).shape == (2, 4, 64, 64)
+    assert make_batch(images, [1, 1], None, AugmentConfig.none(), generator).shape == (2, 4, 96, 96)
+    assert make_batch(images, [0, 1], None, AugmentConfig.none(), generator).shape == (2, 4, 64, 64)
+
+
+def test_training_on_whole_images_of_two_sizes(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images(2, 64) + tiny_images(2, 96)
+    result = train(images, images[:1], settings(tmp_path, tiny_init, crop_size=None, epochs=1, fine_epochs=1))
+    assert result.stopped == "completed"
+    assert [h["stage"] for h in result.history] == [1, 2]
+    assert load_model(result.best_path).info.provenance["settings"]["crop_size"] is None
+
+
+@pytest.mark.parametrize(("text", "size"), [("256", 256), ("whole", None), (" Whole ", None)])
+def test_crop_size_is_read_as_a_number_or_whole(text: str, size: int | None) -> None:
+    assert parse_crop_size(text) == size
+
+
+def test_a_crop_size_that_is_neither_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'full'.*whole number.*'whole'"):
+        parse_crop_size("full")
 
 
 def _write_pairs(root: Path, n: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
-from ..core.training.settings import AUGMENTS, TrainSettings
+from ..core.training.settings import AUGMENTS, WHOLE_IMAGES, TrainSettings, parse_crop_size
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -54,7 +54,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="crops per step, at least 2 (batch norm)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--loss", default="dice_bce", choices=tuple(LOSSES))
-    parser.add_argument("--crop-size", type=int, default=256, help="training crop side (multiple of 32)")
+    parser.add_argument(
+        "--crop-size",
+        type=_crop_size,
+        default=TrainSettings.crop_size,
+        help=f"training crop side (multiple of 32), or '{WHOLE_IMAGES}': whole images, batched by size",
+    )
     parser.add_argument("--samples-per-epoch", type=int, default=None, help="crops per epoch (default: all images)")
     parser.add_argument("--balance-groups", action="store_true", help="draw each dataset/split equally often")
     parser.add_argument(
@@ -103,6 +108,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--note", default="", help="free text stored in the checkpoint's provenance")
     parser.set_defaults(run=run)
+
+
+def _crop_size(text: str) -> int | None:
+    try:
+        return parse_crop_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def load_data(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:

@@ -135,19 +135,44 @@ def epoch_order(images: Sequence[TrainingImage], samples: int, balance_groups: b
     return rng.choice(len(images), size=samples, replace=True, p=weights / weights.sum())
 
 
+def same_size_batches(images: Sequence[TrainingImage], order: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """The draws of ``order`` regrouped into batches whose images all have one shape, in draw order.
+
+    Whole-image training needs this: a batch is one tensor. Each batch is emitted as soon as its
+    shape has ``batch_size`` draws; the draws left over at the end are dropped, as a short last
+    batch is elsewhere.
+    """
+    waiting: dict[tuple[int, ...], list[int]] = {}
+    batches = []
+    for index in order:
+        same = waiting.setdefault(images[index].image.shape, [])
+        same.append(int(index))
+        if len(same) == batch_size:
+            batches.append(np.array(same))
+            same.clear()
+    return batches
+
+
+def whole_image_crop(images: Sequence[TrainingImage], indices: Sequence[int]) -> int:
+    """The largest square crop side, a multiple of 32, that fits inside every image of a batch."""
+    smallest = min(min(images[i].image.shape[-2:]) for i in indices)
+    return smallest // SIZE_MULTIPLE * SIZE_MULTIPLE
+
+
 def make_batch(
     images: Sequence[TrainingImage],
     indices: Sequence[int],
-    crop_size: int,
+    crop_size: int | None,
     config: AugmentConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """(B, 4, crop, crop) batch of augmented random crops."""
+    """(B, 4, crop, crop) batch of augmented random crops; crop_size None: as whole as fits them all."""
     import torch
 
     from .augment import augment, random_crop
 
-    crops = [augment(random_crop(images[i].stacked(), crop_size, generator), config, generator) for i in indices]
+    side = whole_image_crop(images, indices) if crop_size is None else crop_size
+    crops = [augment(random_crop(images[i].stacked(), side, generator), config, generator) for i in indices]
     return torch.stack(crops)
 
 

@@ -21,6 +21,20 @@ def default_fine_epochs(epochs: int) -> int:
     return max(1, epochs // 5)
 
 
+#: What the command line takes as a crop size for whole-image training (TrainSettings.crop_size None).
+WHOLE_IMAGES = "whole"
+
+
+def parse_crop_size(text: str) -> int | None:
+    """A crop side from text: a number, or WHOLE_IMAGES for None; ValueError names both forms."""
+    if text.strip().lower() == WHOLE_IMAGES:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"crop size {text!r} must be a whole number of pixels or {WHOLE_IMAGES!r}") from None
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     flips: bool = True
@@ -62,7 +76,9 @@ class TrainSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     loss: str = "dice_bce"
-    crop_size: int = 256
+    #: Side of the random square crops; None: whole images, each batch drawn from images of one shape
+    #: and cropped to the largest square (a multiple of 32) that fits them.
+    crop_size: int | None = 256
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     samples_per_epoch: int | None = None
     balance_groups: bool = False

@@ -34,7 +34,7 @@ from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
 from .averaging import WeightAverage, saved_average
-from .data import TrainingImage, check_training_images, epoch_order, make_batch, prefetched
+from .data import TrainingImage, check_training_images, epoch_order, make_batch, prefetched, same_size_batches
 from .distributed import Distributed
 from .losses import get_loss, skeleton_recall_loss
 from .settings import TrainSettings, default_fine_epochs
@@ -422,13 +422,19 @@ class _Run:
             self.dist.rank :: self.dist.world_size
         ]
         generator = torch.Generator().manual_seed(seed * 31 + self.dist.rank)
-        size = self.settings.batch_size
         while True:
-            for start in range(0, len(order) - size + 1, size):
-                yield make_batch(
-                    self.train, order[start : start + size], self.settings.crop_size, self.settings.augment, generator
-                ).to(self.device)
+            for indices in self._group_into_batches(order):
+                yield make_batch(self.train, indices, self.settings.crop_size, self.settings.augment, generator).to(
+                    self.device
+                )
             order = np.random.default_rng(seed := seed + 1).permutation(order)
+
+    def _group_into_batches(self, order: np.ndarray) -> list[np.ndarray]:
+        """Consecutive draws per batch; for whole images (no crop size), draws of one image shape."""
+        size = self.settings.batch_size
+        if self.settings.crop_size is None:
+            return same_size_batches(self.train, order, size)
+        return [order[start : start + size] for start in range(0, len(order) - size + 1, size)]
 
     def _loss(self, probability: torch.Tensor, target: torch.Tensor, centerline_target: torch.Tensor) -> torch.Tensor:
         """The run's loss, plus the skeleton recall term where it has a weight."""
