@@ -23,6 +23,7 @@ from napari_octanet.core.registry import (
     ModelNotFoundError,
     ModelRegistry,
     bundled_checkpoint,
+    bundled_checkpoints,
 )
 
 
@@ -128,6 +129,9 @@ def test_octanet_models_lists_name_size_date_dice_and_path(models, tiny_network,
     assert "0.8125" in lines["scored"] and str(models / "scored.safetensors") in lines["scored"]
     assert " - " in lines["unscored"] and "MB" in lines["unscored"]
     assert set(lines) >= {"NAME", "scored", "unscored"}
+    for bundled, path in bundled_checkpoints():
+        recorded = read_info(path).provenance["best_validation"]["val_dice"]
+        assert f"{recorded:.4f}" in lines[bundled.name] and "bundled" in lines[bundled.name]
 
 
 def test_octanet_models_rm_needs_yes_and_never_removes_the_bundled_model(models, tiny_checkpoint, monkeypatch):

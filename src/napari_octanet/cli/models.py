@@ -27,18 +27,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def list_models() -> int:
-    from ..core.library import library_models, models_dir, summarise
+    from ..core.library import LibraryModel, library_models, models_dir, summarise
     from ..core.registry import bundled_checkpoints
 
     models = library_models()
     rows = [("NAME", "SIZE", "DATE", "VAL DICE", "PATH")]
     for bundled, path in bundled_checkpoints():
-        rows.append((bundled.name, _size(path.stat().st_size), "bundled", "see README", str(path)))
+        summary = summarise(LibraryModel(bundled.name, path))
+        rows.append((summary.name, _size(summary.size_bytes), "bundled", _dice(summary.val_dice), str(path)))
     for model in models:
         summary = summarise(model)
-        dice = "-" if summary.val_dice is None else f"{summary.val_dice:.4f}"
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary.modified))
-        rows.append((summary.name, _size(summary.size_bytes), date, dice, str(summary.path)))
+        rows.append((summary.name, _size(summary.size_bytes), date, _dice(summary.val_dice), str(summary.path)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
@@ -66,6 +66,11 @@ def remove(name: str, *, assume_yes: bool) -> int:
     model.path.unlink()
     print(f"removed {model.name} ({model.path})")
     return 0
+
+
+def _dice(val_dice: float | None) -> str:
+    """The checkpoint's own validation Dice (the mean over its validation groups), or '-'."""
+    return "-" if val_dice is None else f"{val_dice:.4f}"
 
 
 def _size(size_bytes: int) -> str:
