@@ -19,7 +19,16 @@ DATA=${1:-../shared/data/octa-dev}
 RUN=${2:-runs/octa500-rossa}
 mkdir -p "$RUN"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-folders=("$DATA/OCTA500_3M" "$DATA/OCTA500_6M" "$DATA/ROSSA/train_manual" "$DATA/ROSSA/val")
+# A view of DATA without ROSSA's SAM-labelled train_sam: links to the splits the recipe uses, so that
+# every set keeps its group name (OCTA500_3M/train, ROSSA/train_manual, ...) and --split train
+# finds train_manual but nothing else.
+view=$RUN/data
+for split in OCTA500_3M/train OCTA500_3M/val OCTA500_6M/train OCTA500_6M/val ROSSA/train_manual ROSSA/val; do
+    [ -d "$DATA/$split" ] || { echo "missing $DATA/$split: DATA_ROOT must hold octa-dev's layout" >&2; exit 2; }
+    mkdir -p "$view/$(dirname "$split")"
+    ln -sfn "$(cd "$DATA/$split" && pwd)" "$view/$split"
+done
+folders=("$view")
 common=(--layout pairs --split train --val-split val --config lite --loss dice_bce --batch-size 8 --crop-size 256
         --augment flips --balance-groups --patience 1000 --threads "${THREADS:-2}")
 
