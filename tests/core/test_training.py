@@ -302,10 +302,30 @@ def test_whole_image_batch_is_the_largest_square_that_fits() -> None:
 
 def test_training_on_whole_images_of_two_sizes(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images(2, 64) + tiny_images(2, 96)
-    result = train(images, images[:1], settings(tmp_path, tiny_init, crop_size=None, epochs=1, fine_epochs=1))
+    events = iter_train(images, images[:1], settings(tmp_path, tiny_init, crop_size=None, epochs=1, fine_epochs=1))
+    start = next(events)
+    assert start.kind == "start" and "whole images of 2 sizes" in start.message
+    result = _run_to_end(events)
     assert result.stopped == "completed"
     assert [h["stage"] for h in result.history] == [1, 2]
     assert load_model(result.best_path).info.provenance["settings"]["crop_size"] is None
+
+
+def _run_to_end(events: Iterator) -> object:
+    while True:
+        try:
+            next(events)
+        except StopIteration as end:
+            return end.value
+
+
+def test_whole_images_of_one_size_or_crops_bring_no_warning(tmp_path: Path, tiny_init: str) -> None:
+    one_size = tiny_images(2, 64)
+    start = next(iter_train(one_size, [], settings(tmp_path / "a", tiny_init, crop_size=None, epochs=1)))
+    assert "whole images" not in start.message
+    two_sizes = tiny_images(2, 64) + tiny_images(2, 96)
+    start = next(iter_train(two_sizes, [], settings(tmp_path / "b", tiny_init, epochs=1)))
+    assert "whole images" not in start.message
 
 
 @pytest.mark.parametrize(("text", "size"), [("256", 256), ("whole", None), (" Whole ", None)])

@@ -34,7 +34,15 @@ from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
 from .averaging import WeightAverage, saved_average
-from .data import TrainingImage, check_training_images, epoch_order, make_batch, prefetched, same_size_batches
+from .data import (
+    TrainingImage,
+    check_training_images,
+    epoch_order,
+    make_batch,
+    prefetched,
+    same_size_batches,
+    whole_image_note,
+)
 from .distributed import Distributed
 from .losses import get_loss, skeleton_recall_loss
 from .settings import TrainSettings, default_fine_epochs
@@ -167,7 +175,15 @@ def iter_train(
         state.stage,
         state.epoch,
         settings.stage_epochs[state.stage - 1],
-        message=f"training on {device} ({len(train)} training, {len(val)} validation images)",
+        message="; ".join(
+            filter(
+                None,
+                [
+                    f"training on {device} ({len(train)} training, {len(val)} validation images)",
+                    whole_image_note(train) if settings.crop_size is None else "",
+                ],
+            )
+        ),
     )
     stopped: Stopped = "completed"
     try:
