@@ -13,6 +13,7 @@ import torch
 from builders import octanet_command, one_thread_environment
 from napari_octanet.core.checkpoint import load_checkpoint, load_model
 from napari_octanet.core.preprocess import InputError
+from napari_octanet.core.progress import run_to_end
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
 from napari_octanet.core.training.averaging import WeightAverage, saved_average
@@ -305,18 +306,10 @@ def test_training_on_whole_images_of_two_sizes(tmp_path: Path, tiny_init: str) -
     events = iter_train(images, images[:1], settings(tmp_path, tiny_init, crop_size=None, epochs=1, fine_epochs=1))
     start = next(events)
     assert start.kind == "start" and "whole images of 2 sizes" in start.message
-    result = _run_to_end(events)
+    result = run_to_end(events)
     assert result.stopped == "completed"
     assert [h["stage"] for h in result.history] == [1, 2]
     assert load_model(result.best_path).info.provenance["settings"]["crop_size"] is None
-
-
-def _run_to_end(events: Iterator) -> object:
-    while True:
-        try:
-            next(events)
-        except StopIteration as end:
-            return end.value
 
 
 def test_whole_images_of_one_size_or_crops_bring_no_warning(tmp_path: Path, tiny_init: str) -> None:

@@ -54,6 +54,15 @@ EventKind = Literal["start", "step", "epoch", "done"]
 Stopped = Literal["completed", "early-stopped", "cancelled"]
 
 
+def _start_message(
+    device: torch.device, train: Sequence[TrainingImage], val: Sequence[TrainingImage], settings: TrainSettings
+) -> str:
+    """What a run says as it starts: the device and image counts, and the whole-image warning if any."""
+    message = f"training on {device} ({len(train)} training, {len(val)} validation images)"
+    note = whole_image_note(train) if settings.crop_size is None else ""
+    return f"{message}; {note}" if note else message
+
+
 @dataclass(frozen=True)
 class TrainEvent:
     """Progress of a training run within its stage.
@@ -175,15 +184,7 @@ def iter_train(
         state.stage,
         state.epoch,
         settings.stage_epochs[state.stage - 1],
-        message="; ".join(
-            filter(
-                None,
-                [
-                    f"training on {device} ({len(train)} training, {len(val)} validation images)",
-                    whole_image_note(train) if settings.crop_size is None else "",
-                ],
-            )
-        ),
+        message=_start_message(device, train, val, settings),
     )
     stopped: Stopped = "completed"
     try:
