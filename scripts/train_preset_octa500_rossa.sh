@@ -25,6 +25,9 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 view=$RUN/data
 for split in OCTA500_3M/train OCTA500_3M/val OCTA500_6M/train OCTA500_6M/val ROSSA/train_manual ROSSA/val; do
     [ -d "$DATA/$split" ] || { echo "missing $DATA/$split: DATA_ROOT must hold octa-dev's layout" >&2; exit 2; }
+    if [ -e "$view/$split" ] && [ ! -L "$view/$split" ]; then
+        echo "$view/$split exists and is not a link this script made: move it or pick another RUN_DIR" >&2; exit 2
+    fi
     mkdir -p "$view/$(dirname "$split")"
     ln -sfn "$(cd "$DATA/$split" && pwd)" "$view/$split"
 done
