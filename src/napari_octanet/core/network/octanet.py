@@ -27,7 +27,13 @@ class OctaNet(nn.Module):
         super().__init__()
         self.config = config
         self.coarse = CoarseNet(
-            config.blocks, config.planes, config.stem_width, config.head_width, config.radix, config.faithful
+            config.blocks,
+            config.planes,
+            config.stem_width,
+            config.head_width,
+            config.radix,
+            config.faithful,
+            config.image_skip,
         )
         self.fine = FineNet(config.fine_width)
 
