@@ -45,12 +45,10 @@ def _max_difference(network: OctaNet, image: torch.Tensor) -> float:
     return max(float((e - f).abs().max()) for e, f in zip(eager, fast, strict=True))
 
 
-@pytest.mark.parametrize(("faithful", "image_skip"), [(False, 0), (True, 0), (False, 4)])
-def test_the_inference_copy_matches_the_eager_network(faithful: bool, image_skip: int) -> None:
+@pytest.mark.parametrize("faithful", [False, True])
+def test_the_inference_copy_matches_the_eager_network(faithful: bool) -> None:
     torch.manual_seed(0)
-    network = _with_random_statistics(OctaNet(dataclasses.replace(TINY, faithful=faithful, image_skip=image_skip)))
-    if network.coarse.image_branch is not None:
-        torch.nn.init.normal_(network.coarse.image_branch.projection.weight)
+    network = _with_random_statistics(OctaNet(dataclasses.replace(TINY, faithful=faithful)))
     assert _max_difference(network, torch.rand(2, 1, 64, 96)) < 1e-4
 
 

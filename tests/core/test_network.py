@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from napari_octanet.core.network import LITE, PAPER, NetworkConfig, OctaNet, count_parameters, get_config
 from napari_octanet.core.network.blocks import SplitAttentionConv2d
 from napari_octanet.core.network.srs import FineNet
-from tiny_models import TINY
 
 
 def test_paper_configuration_matches_the_reference_size() -> None:
@@ -72,42 +69,3 @@ def test_unknown_configuration_names_the_choices() -> None:
         get_config("huge")
     with pytest.raises(ValueError, match="unknown network settings"):
         NetworkConfig.from_dict({**LITE.to_dict(), "depth": 3})
-
-
-def _with_image_branch(config: NetworkConfig, width: int = 4) -> OctaNet:
-    torch.manual_seed(0)
-    return OctaNet(dataclasses.replace(config, image_skip=width)).eval()
-
-
-def test_image_branch_starts_as_a_no_op_so_weights_without_it_fine_tune_from_the_same_function() -> None:
-    torch.manual_seed(0)
-    plain = OctaNet(TINY).eval()
-    branched = _with_image_branch(TINY)
-    missing, unexpected = branched.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected
-    assert missing and all(key.startswith("coarse.image_branch.") for key in missing)
-    image = torch.rand(2, 1, 64, 64)
-    with torch.no_grad():
-        for before, after in zip(plain(image), branched(image), strict=True):
-            assert torch.equal(before, after)
-
-
-def test_image_branch_feeds_the_pixel_level_decoder_only() -> None:
-    network = _with_image_branch(TINY)
-    with torch.no_grad():
-        network.coarse.image_branch.projection.weight.normal_()
-    image = torch.rand(1, 1, 64, 64)
-    with torch.no_grad():
-        with_branch = network(image)
-        network.coarse.image_branch = None
-        without = network(image)
-    assert float((with_branch.pixel - without.pixel).abs().max()) > 1e-3
-    assert torch.equal(with_branch.centerline, without.centerline)
-
-
-def test_image_branch_width_is_checked_and_defaults_to_none() -> None:
-    assert LITE.image_skip == 0
-    assert OctaNet(LITE).coarse.image_branch is None
-    assert NetworkConfig.from_dict({**LITE.to_dict(), "image_skip": "8"}).image_skip == 8
-    with pytest.raises(ValueError, match=r"image_skip value -1 is outside 0\.\.256"):
-        dataclasses.replace(LITE, image_skip=-1)

@@ -32,11 +32,6 @@ class NetworkConfig:
     #: block after the centerline decoder's last up-sampling step. False (the default, and what a
     #: checkpoint without the field means) keeps the layout the bundled weights were trained with.
     faithful: bool = False
-    #: Width of a full-resolution image branch (:class:`.scs.ImageBranch`) added into the pixel-level
-    #: decoder's last up-sampling step; 0 (the default, and what a checkpoint without the field
-    #: means) is the reference's layout, whose full-resolution maps come from half-resolution
-    #: stem features alone.
-    image_skip: int = 0
 
     def __post_init__(self) -> None:
         """Refuse impossible or absurd sizes before any layer is built (a corrupt file once asked for 360 GB)."""
@@ -46,11 +41,9 @@ class NetworkConfig:
         checks = [("blocks", v, MAX_BLOCKS) for v in self.blocks] + [("planes", v, MAX_PLANES) for v in self.planes]
         checks += [(k, getattr(self, k), MAX_WIDTH) for k in ("stem_width", "head_width", "fine_width")]
         checks.append(("radix", self.radix, MAX_RADIX))
-        checks.append(("image_skip", self.image_skip, MAX_WIDTH))
         for key, value, largest in checks:
-            smallest = 0 if key == "image_skip" else 1
-            if not isinstance(value, int) or not smallest <= value <= largest:
-                raise ValueError(f"{key} value {value!r} is outside {smallest}..{largest}")
+            if not isinstance(value, int) or not 1 <= value <= largest:
+                raise ValueError(f"{key} value {value!r} is outside 1..{largest}")
         if not isinstance(self.faithful, bool):
             raise ValueError(f"faithful must be true or false, got {self.faithful!r}")
 
@@ -67,7 +60,7 @@ class NetworkConfig:
         for key in ("blocks", "planes"):
             if key in values:
                 values[key] = tuple(int(v) for v in values[key])
-        for key in ("stem_width", "head_width", "fine_width", "radix", "image_skip"):
+        for key in ("stem_width", "head_width", "fine_width", "radix"):
             if key in values:
                 values[key] = int(values[key])
         return cls(**values)

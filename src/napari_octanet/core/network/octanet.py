@@ -27,13 +27,7 @@ class OctaNet(nn.Module):
         super().__init__()
         self.config = config
         self.coarse = CoarseNet(
-            config.blocks,
-            config.planes,
-            config.stem_width,
-            config.head_width,
-            config.radix,
-            config.faithful,
-            config.image_skip,
+            config.blocks, config.planes, config.stem_width, config.head_width, config.radix, config.faithful
         )
         self.fine = FineNet(config.fine_width)
 
