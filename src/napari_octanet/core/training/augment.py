@@ -55,48 +55,7 @@ def augment(stack: torch.Tensor, config: AugmentConfig, generator: torch.Generat
     image = (image - image.mean()) * contrast + image.mean()
     if config.noise_std > 0:
         image = image + config.noise_std * torch.randn(image.shape, generator=generator)
-    if config.artifacts > 0 and float(torch.rand((), generator=generator)) < config.artifacts:
-        image = add_scan_artifacts(image, generator)
     return torch.cat([image.clamp(0, 1)[None], stack[1:]])
-
-
-#: Largest amplitude of the smooth brightness field and of the speckle it carries (image in [0, 1]).
-MAX_BIAS = 0.4
-MAX_SPECKLE = 0.6
-MAX_STREAKS = 6
-MAX_STREAK_ROWS = 12
-#: Streak texture is noise averaged along rows over this many pixels: fast-axis line artifacts.
-STREAK_SMOOTHING = 5
-
-
-def add_scan_artifacts(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Brightness that is not vessel: uneven illumination with speckle, and streaky rows.
-
-    OCTA scans show both (bright, noisy patches; motion and blink artifacts as bright or dark
-    bands of lines along the fast scan axis), and the labels mark no vessel in them; a model that
-    equates bright with vessel paints blobs there. The targets stay as they were, so the model
-    learns to find the vessels under the artifacts and to leave the rest alone.
-    """
-    height, width = image.shape
-
-    def uniform(high: float) -> float:
-        return high * float(torch.rand((), generator=generator))
-
-    coarse = 2 * torch.rand((1, 1, 4, 4), generator=generator) - 1
-    field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0, 0]
-    speckle = torch.rand((height, width), generator=generator) ** 2
-    image = image + uniform(MAX_BIAS) * field + uniform(MAX_SPECKLE) * field.clamp(min=0) * speckle
-    for _ in range(int(torch.randint(0, MAX_STREAKS + 1, (1,), generator=generator))):
-        top = int(torch.randint(0, height, (1,), generator=generator))
-        rows = min(int(torch.randint(1, MAX_STREAK_ROWS + 1, (1,), generator=generator)), height - top)
-        texture = torch.rand((1, rows, width), generator=generator) ** 2
-        texture = F.avg_pool1d(texture, STREAK_SMOOTHING, stride=1, padding=STREAK_SMOOTHING // 2)[0]
-        band = image[top : top + rows]
-        if float(torch.rand((), generator=generator)) < 0.5:
-            image[top : top + rows] = band + 2 * uniform(1.0) * texture
-        else:
-            image[top : top + rows] = band * (0.2 + uniform(0.6)) + uniform(1.0) * texture
-    return image
 
 
 def rotate(stack: torch.Tensor, degrees: float) -> torch.Tensor:

@@ -43,8 +43,6 @@ class AugmentConfig:
     gamma_range: tuple[float, float] = (0.6, 1.7)
     contrast_range: tuple[float, float] = (0.7, 1.3)
     noise_std: float = 0.02
-    #: Chance that a sample gets synthetic scan artifacts (:func:`.augment.add_scan_artifacts`).
-    artifacts: float = 0.0
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -55,17 +53,11 @@ class AugmentConfig:
         """Only the eight symmetries of the square: no resampling, no intensity changes."""
         return cls(True, True, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
 
-    @classmethod
-    def flips_and_artifacts(cls) -> AugmentConfig:
-        """The eight symmetries, and scan artifacts on half the samples."""
-        return cls(True, True, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0, artifacts=0.5)
-
 
 #: Named augmentation choices for the command line and recipes.
 AUGMENTS: dict[str, AugmentConfig] = {
     "full": AugmentConfig(),
     "flips": AugmentConfig.flips_and_turns(),
-    "artifacts": AugmentConfig.flips_and_artifacts(),
     "none": AugmentConfig.none(),
 }
 
