@@ -19,6 +19,7 @@ import numpy as np
 from ..centerline import centerline_from_label
 from ..network.config import MIN_SIZE, SIZE_MULTIPLE
 from ..preprocess import InputError, as_image_stack, normalise, numeric_pixels, rgb_to_grey
+from .settings import DEFAULT_CROP_SIZE
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .augment import AugmentConfig
 
 #: Largest training crop taken from layers; smaller images get a crop that fits inside them.
-MAX_CROP = 256
+MAX_CROP = DEFAULT_CROP_SIZE
 
 
 class TrainingDataError(InputError):
@@ -164,7 +165,7 @@ def whole_image_note(images: Sequence[TrainingImage]) -> str:
         return ""
     return (
         f"whole images of {len(shapes)} sizes: each batch holds images of one size, which costs Dice when the "
-        "sizes are different data sets; crops (--crop-size 256) mix them"
+        f"sizes are different data sets; crops of {DEFAULT_CROP_SIZE} px mix them"
     )
 
 

@@ -21,6 +21,8 @@ def default_fine_epochs(epochs: int) -> int:
     return max(1, epochs // 5)
 
 
+#: Side of the square training crops unless a run asks for another (or for whole images).
+DEFAULT_CROP_SIZE = 256
 #: What the command line takes as a crop size for whole-image training (TrainSettings.crop_size None).
 WHOLE_IMAGES = "whole"
 
@@ -78,7 +80,7 @@ class TrainSettings:
     loss: str = "dice_bce"
     #: Side of the random square crops; None: whole images, each batch drawn from images of one shape
     #: and cropped to the largest square (a multiple of 32) that fits them.
-    crop_size: int | None = 256
+    crop_size: int | None = DEFAULT_CROP_SIZE
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     samples_per_epoch: int | None = None
     balance_groups: bool = False
