@@ -3,7 +3,7 @@
     python benchmarks/measure_agreement.py DATA_ROOT [--model default] [--figure docs/measure-agreement.png]
 
 For every val split of DATA_ROOT (OCTA500_3M: 3 mm, OCTA500_6M: 6 mm, ROSSA: 3 mm fields of view),
-each scan is segmented (Otsu threshold, as ``octanet segment``) and VAD, VLD and VDI are measured
+each scan is segmented (Otsu threshold, specks dropped, as ``octanet segment``) and VAD, VLD and VDI are measured
 on the whole scan from the predicted mask and from the manual label. Prints, per data set and
 measure, Pearson's r and the mean relative difference (prediction - label) / label as a Markdown
 table, and draws a Bland-Altman figure (difference against mean; bias and 95 % limits).
@@ -22,7 +22,7 @@ from napari_octanet.core.inference import segment
 from napari_octanet.core.layouts import index_dataset, load_sample
 from napari_octanet.core.measure import measure_scan, pixel_size_from_fov
 from napari_octanet.core.registry import registry
-from napari_octanet.core.thresholds import binarise
+from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, binarise
 
 FIELDS_OF_VIEW_MM = {"OCTA500_3M": 3.0, "OCTA500_6M": 6.0, "ROSSA": 3.0}
 MEASURES = {"vad": "VAD (%)", "vld": "VLD (mm⁻¹)", "vdi": "VDI (µm)"}
@@ -38,7 +38,7 @@ def pairs_of(data: Path, split: str, model) -> tuple[np.ndarray, np.ndarray]:
     predicted, labelled = [], []
     for sample in index_dataset(data / split, "pairs", "val").samples:
         loaded = load_sample(sample)
-        mask = binarise(segment(model, np.asarray(loaded.image), device="cpu").fine, "otsu")
+        mask = binarise(segment(model, np.asarray(loaded.image), device="cpu").fine, "otsu", DEFAULT_SPECK_SIZE)
         fov = FIELDS_OF_VIEW_MM[split]
         predicted.append(list(whole_scan_measures(mask, fov).values()))
         labelled.append(list(whole_scan_measures(loaded.label > 0, fov).values()))

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tifffile
 from skimage.io import imread, imsave
+from skimage.measure import label as label_pieces
 
 from builders import octanet_command, one_thread_environment
 from napari_octanet.cli import main
 from napari_octanet.core.checkpoint import load_model
 from napari_octanet.core.inference import segment
+from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE
 
 
 @pytest.fixture
@@ -60,13 +62,32 @@ def test_segment_with_rotations_and_flips(tmp_path: Path, checkpoint: Path) -> N
         np.testing.assert_allclose(tifffile.imread(tmp_path / out / "a_probability.tif"), expected, atol=1e-5)
 
 
-def test_fixed_threshold(tmp_path: Path, checkpoint: Path) -> None:
+def test_fixed_threshold_then_specks_dropped_unless_asked_to_keep_them(tmp_path: Path, checkpoint: Path) -> None:
     image = tmp_path / "a.png"
     imsave(image, np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8), check_contrast=False)
-    out = tmp_path / "out"
-    assert main(["segment", str(image), "--out", str(out), "--model", str(checkpoint), "--threshold", "0.5"]) == 0
-    probability = tifffile.imread(out / "a_probability.tif")
-    np.testing.assert_array_equal(imread(out / "a_vessels.png") > 0, probability > 0.5)
+    command = ["segment", str(image), "--model", str(checkpoint)]
+    assert main([*command, "--out", str(tmp_path / "all"), "--threshold", "0.5", "--speck-size", "0"]) == 0
+    probability = tifffile.imread(tmp_path / "all" / "a_probability.tif")
+    np.testing.assert_array_equal(imread(tmp_path / "all" / "a_vessels.png") > 0, probability > 0.5)
+
+    level = f"{np.quantile(probability, 0.97):.6f}"  # leaves scattered specks of noise
+    assert main([*command, "--out", str(tmp_path / "default"), "--threshold", level]) == 0
+    every_piece = probability > float(level)
+    pieces = label_pieces(every_piece, connectivity=2)
+    sizes = np.bincount(pieces.ravel())
+    assert (sizes[1:] <= DEFAULT_SPECK_SIZE).any(), "the test needs a speck to drop"
+    without_specks = every_piece & (sizes[pieces] > DEFAULT_SPECK_SIZE)
+    np.testing.assert_array_equal(imread(tmp_path / "default" / "a_vessels.png") > 0, without_specks)
+
+
+@pytest.mark.parametrize("size", ["-1", "many"])
+def test_a_bad_speck_size_is_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "a.png", "--out", str(tmp_path), "--speck-size", size])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "speck size" in error and size in error and "Traceback" not in error
 
 
 @pytest.mark.parametrize(

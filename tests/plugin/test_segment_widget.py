@@ -16,8 +16,9 @@ import pytest
 from napari.layers import Image, Labels
 
 from napari_octanet.core import checkpoint, inference
+from napari_octanet.core.inference import Segmentation
 from napari_octanet.core.registry import ModelRegistry
-from napari_octanet.core.thresholds import binarise
+from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, binarise
 from napari_octanet.plugin import segment_widget as segment_module
 from napari_octanet.plugin._segment_job import model_cache
 from napari_octanet.plugin._workers import Job, JobCallbacks
@@ -150,6 +151,7 @@ def test_threshold_changes_rebinarise_without_running_the_network(make_napari_vi
     probability = viewer.layers["scan vessel probability"].data
     assert not widget.form["level"].enabled
 
+    widget.form["specks"].value = 0
     widget.form["threshold"].value = "manual"
     widget.form["level"].value = 0.3
     np.testing.assert_array_equal(viewer.layers["scan vessels"].data, probability > 0.3)
@@ -158,6 +160,32 @@ def test_threshold_changes_rebinarise_without_running_the_network(make_napari_vi
 
     assert widget.form["level"].enabled is False
     assert len(inference_calls) == 1
+
+
+def test_the_vessel_mask_leaves_out_specks_until_told_to_keep_them(make_napari_viewer, registered_tiny, monkeypatch):
+    vessel_map = np.full((64, 64), 0.1, np.float32)
+    vessel_map[30:33, 4:60] = 0.9  # a vessel of 168 pixels
+    vessel_map[5, 5] = vessel_map[6, 6] = vessel_map[50, 40:43] = 0.9  # specks of 2 and 3 pixels
+
+    def designed_maps(*args, **kwargs):
+        yield from ()
+        return Segmentation(pixel=vessel_map, centerline=vessel_map, fine=vessel_map, device="cpu")
+
+    monkeypatch.setattr(inference, "iter_segment", designed_maps)
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    assert widget.form["specks"].value == DEFAULT_SPECK_SIZE
+    run(widget)
+    vessel = np.zeros((64, 64), bool)
+    vessel[30:33, 4:60] = True
+    np.testing.assert_array_equal(viewer.layers["scan vessels"].data, vessel)
+
+    widget.form["specks"].value = 0
+    np.testing.assert_array_equal(viewer.layers["scan vessels"].data, vessel_map > 0.5)
+    widget.form["specks"].value = 2
+    assert viewer.layers["scan vessels"].data.sum() == vessel.sum() + 3
 
 
 def test_a_second_run_updates_the_same_layers_and_reuses_the_model(

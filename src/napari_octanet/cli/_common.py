@@ -8,6 +8,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core.devices import DEVICE_CHOICES
+from ..core.thresholds import parse_speck_size
 
 if TYPE_CHECKING:
     from ..core.checkpoint import LoadedModel
@@ -29,6 +30,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="average the 8 rotations and flips of each image (8x slower, a little better)",
     )
+
+
+def add_mask_options(parser: argparse.ArgumentParser, speck_size: int) -> None:
+    """``--threshold`` and ``--speck-size``: how a probability map becomes the vessel mask."""
+    parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
+    parser.add_argument(
+        "--speck-size",
+        type=_speck_size,
+        default=speck_size,
+        metavar="PIXELS",
+        help="drop pieces of the mask of at most this many pixels (8-connected); 0 keeps every piece, "
+        "as the paper's protocol does (default: %(default)s)",
+    )
+
+
+def _speck_size(text: str) -> int:
+    try:
+        return parse_speck_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core.inference import MAP_CHOICES
 from ..core.layouts import LAYOUTS
-from ._common import add_model_options, follow_with_bar, load_model_for
+from ._common import add_mask_options, add_model_options, follow_with_bar, load_model_for
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="split folder name (default: test)")
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
     add_model_options(parser)
-    parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
+    add_mask_options(parser, speck_size=0)  # the paper's protocol keeps every piece
     parser.add_argument("--tolerance", action="store_true", help="3x3 tolerance for centerline-level labels")
     parser.add_argument(
         "--map",
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             index,
             threshold=threshold,
+            speck_size=args.speck_size,
             tolerance=args.tolerance,
             device=str(choice.device),
             which=args.map,
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "split": args.split,
             "threshold": threshold,
+            "speck_size": args.speck_size,
             "tolerance": args.tolerance,
             "map": args.map,
             "tta": args.tta,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.measure import write_csv
-from ._common import add_model_options, load_model_for
+from ..core.thresholds import DEFAULT_SPECK_SIZE
+from ._common import add_mask_options, add_model_options, load_model_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_model_options(parser)
-    parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
+    add_mask_options(parser, speck_size=DEFAULT_SPECK_SIZE)
     parser.set_defaults(run=run)
 
 
@@ -140,7 +141,7 @@ def _masks_and_scans(files: list[Path], scans: Path | None) -> Iterator[ImageTri
 
 
 def _segmented(files: list[Path], args: argparse.Namespace) -> Iterator[ImageTriple]:
-    """Each scan with its vessel mask from the model (--model, --threshold), one image at a time."""
+    """Each scan with its vessel mask from the model (--model, --threshold, --speck-size), one image at a time."""
     from ..core.imageio import read_image
     from ..core.inference import segment
     from ..core.thresholds import binarise, parse_threshold
@@ -150,7 +151,7 @@ def _segmented(files: list[Path], args: argparse.Namespace) -> Iterator[ImageTri
     for path in files:
         scan = read_image(path)
         maps = segment(model, scan, device=choice.device, tta=args.tta)
-        yield path, binarise(maps.fine, threshold), scan
+        yield path, binarise(maps.fine, threshold, args.speck_size), scan
 
 
 def _matching_scan(mask_path: Path, scans: Path | None) -> np.ndarray | None:

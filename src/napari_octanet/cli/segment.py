@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.files import ensure_writable_folder, write_atomically
-from ._common import add_model_options, load_model_for
+from ..core.thresholds import DEFAULT_SPECK_SIZE
+from ._common import add_mask_options, add_model_options, load_model_for
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
 
@@ -50,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or folders of images")
     parser.add_argument("--out", required=True, type=Path, help="folder for the outputs (mirrors the input folders)")
     add_model_options(parser)
-    parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
+    add_mask_options(parser, speck_size=DEFAULT_SPECK_SIZE)
     parser.add_argument("--batch-size", type=positive_int, default=4, help="slices per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="rewrite results that already exist")
     add_measure_options(parser)
@@ -249,7 +250,7 @@ class _Pipeline:
             print(f"warning: {group[index][0].source}: {featureless_note([index], was_2d=True)}", file=sys.stderr)
         results = []
         for (job, image), probability in zip(group, maps.fine, strict=True):
-            mask = binarise(probability, self.threshold)
+            mask = binarise(probability, self.threshold, self.args.speck_size)
             if self.measures:
                 self.measures.add(job.source.name, mask, scan=image)
             results.append((job, (probability, mask)))

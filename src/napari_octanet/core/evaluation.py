@@ -36,19 +36,25 @@ def iter_evaluate(
     index: DatasetIndex,
     *,
     threshold: Threshold = "otsu",
+    speck_size: int = 0,
     tolerance: bool = False,
     device: str = "auto",
     which: str = "fine",
     tta: bool = False,
 ) -> Generator[Progress, None, EvaluationResult]:
-    """Segment every labelled image of ``index`` (see ``iter_segment`` for ``tta``) and score it."""
+    """Segment every labelled image of ``index`` and score it.
+
+    ``threshold`` and ``speck_size`` make the mask (see ``binarise``); ``tta`` is ``iter_segment``'s.
+    """
     rows = []
     total = len(index.samples)
     for done, sample in enumerate(index.samples):
         loaded = load_sample(sample)
         label = loaded.label if loaded.label is not None else loaded.pixel_label
         maps = segment(model, loaded.image, device=device, tta=tta)
-        scores = evaluate_image(select_map(maps, which), label, threshold=threshold, tolerance=tolerance)
+        scores = evaluate_image(
+            select_map(maps, which), label, threshold=threshold, speck_size=speck_size, tolerance=tolerance
+        )
         rows.append({"image": str(sample.image), "group": sample.group, **scores})
         yield Progress(done + 1, total, f"{sample.stem}: Dice {scores['dice']:.4f}")
     summary = summarise([{k: v for k, v in row.items() if k not in ("image", "group")} for row in rows])

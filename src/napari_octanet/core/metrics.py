@@ -78,16 +78,20 @@ def auc(probability: np.ndarray, label: np.ndarray) -> float:
 
 
 def evaluate_image(
-    probability: np.ndarray, label: np.ndarray, threshold: Threshold = "otsu", tolerance: bool = False
+    probability: np.ndarray,
+    label: np.ndarray,
+    threshold: Threshold = "otsu",
+    tolerance: bool = False,
+    speck_size: int = 0,
 ) -> dict[str, float]:
-    """All metrics of one 2D probability map: binary metrics after ``threshold``, and AUC."""
+    """All metrics of one 2D probability map: binary metrics of its mask (``binarise``), and AUC."""
     probability = np.asarray(probability)
     if probability.ndim != 2 or probability.shape != np.shape(label):
         raise ValueError(
             f"evaluate_image takes one 2D probability map and a label of its shape, got shapes "
             f"{probability.shape} and {np.shape(label)}"
         )
-    metrics = binary_metrics(binarise(probability, threshold), label, tolerance)
+    metrics = binary_metrics(binarise(probability, threshold, speck_size), label, tolerance)
     metrics["auc"] = auc(probability, label)
     return metrics
 

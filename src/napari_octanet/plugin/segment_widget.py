@@ -21,7 +21,7 @@ from napari.utils import notifications
 from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registry
-from napari_octanet.core.thresholds import Threshold, binarise, otsu_level
+from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, Threshold, binarise, otsu_level
 
 from ._first_view import FitViewUntilMoved
 from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
@@ -69,14 +69,15 @@ COARSE = (
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """The last run's probability maps, where its layers go, and the threshold its vessel layer shows."""
+    """The last run's probability maps, where its layers go, and how its vessel layer's mask is made."""
 
     placement: Placement
     segmentation: Segmentation
     threshold: Threshold
+    speck_size: int
 
     def vessel_mask(self) -> np.ndarray:
-        return binarise(self.segmentation.fine, self.threshold).astype(np.uint8)
+        return binarise(self.segmentation.fine, self.threshold, self.speck_size).astype(np.uint8)
 
     def otsu_levels(self) -> list[float]:
         """The Otsu level of each 2D map (one for an image, one per slice for a stack)."""
@@ -142,6 +143,16 @@ class SegmentWidget(ScrollingDock):
             enabled=False,
             tooltip="Manual threshold on the vessel probability (applies at once, no re-run)",
         )
+        self._specks = SpinBox(
+            name="specks",
+            label="drop specks up to (px)",
+            min=0,
+            max=100_000,
+            value=DEFAULT_SPECK_SIZE,
+            tooltip="Leave out of the vessel mask the isolated pieces of at most this many pixels (8-connected), "
+            "which are noise rather than vessels; 0 keeps every piece, as the ROSE paper's protocol does. "
+            "Applies at once, no re-run",
+        )
         self._otsu_info = wrapping_label("", name="otsu_info")
         self._otsu_info.visible = False
         self._correct = PushButton(
@@ -175,7 +186,7 @@ class SegmentWidget(ScrollingDock):
             "'<image> vessel probability' and '<image> vessels' layers",
             synchronous=synchronous,
         )
-        #: The settings, by name (image, model, checkpoint, device, batch, tta, threshold, level, coarse).
+        #: The settings, by name (image, model, checkpoint, device, batch, tta, threshold, level, specks, coarse).
         self.form = Container(
             widgets=[
                 self._image,
@@ -187,6 +198,7 @@ class SegmentWidget(ScrollingDock):
                 self._tta,
                 self._threshold,
                 self._level,
+                self._specks,
                 self._otsu_info,
                 self._correct,
                 self._save,
@@ -210,8 +222,8 @@ class SegmentWidget(ScrollingDock):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._image.reset_choices)
         self._model.changed.connect(self._on_model_changed)
-        self._threshold.changed.connect(self._on_threshold_changed)
-        self._level.changed.connect(self._on_threshold_changed)
+        for setting in (self._threshold, self._level, self._specks):
+            setting.changed.connect(self._on_mask_rule_changed)
         self._coarse.changed.connect(self._on_coarse_toggled)
         self._correct.changed.connect(self.make_corrections_layer)
         self._save.changed.connect(self._ask_folder_and_save)
@@ -346,7 +358,7 @@ class SegmentWidget(ScrollingDock):
         )
 
     def _on_segmented(self, placement: Placement, outcome: SegmentOutcome) -> None:
-        result = SegmentResult(placement, outcome.segmentation, self._current_threshold())
+        result = SegmentResult(placement, outcome.segmentation, self._current_threshold(), self._specks.value)
         self._result = result
         write_output(self._viewer, placement, FINE, result.segmentation.fine)
         self._write_vessels(result)
@@ -373,13 +385,16 @@ class SegmentWidget(ScrollingDock):
     def _current_threshold(self) -> Threshold:
         return OTSU if self._threshold.value == OTSU else float(self._level.value)
 
-    def _on_threshold_changed(self) -> None:
-        """Re-binarise the kept map, only for a new threshold: napari re-sets the choices on layer events."""
+    def _on_mask_rule_changed(self) -> None:
+        """Re-binarise the kept map, only for a new threshold or speck size: napari re-sets the choices
+        on layer events."""
         self._level.enabled = self._threshold.value == MANUAL
-        threshold = self._current_threshold()
-        if self._result is not None and self._result.threshold != threshold:
-            self._result = replace(self._result, threshold=threshold)
-            self._write_vessels(self._result)
+        if self._result is None:
+            return
+        rule = replace(self._result, threshold=self._current_threshold(), speck_size=self._specks.value)
+        if (rule.threshold, rule.speck_size) != (self._result.threshold, self._result.speck_size):
+            self._result = rule
+            self._write_vessels(rule)
 
     def _on_coarse_toggled(self, show: bool) -> None:
         if show and self._result is not None:
