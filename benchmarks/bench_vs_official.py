@@ -6,7 +6,9 @@
 Kinds measured (each run is a new Python process, so import, allocator and first-pass costs are
 those a user pays):
 
-- ``bundled``: the bundled model through the public ``segment()`` (scaling, padding, three maps);
+- ``bundled``: the bundled model through the public ``segment()`` (scaling, padding, three maps),
+  in the CPU's fast precision where it has one (bfloat16 with AMX: ``devices.fast_precision``);
+- ``bundled-float32``: the same with ``mixed_precision=False``;
 - ``paper``: the ``paper`` configuration with random weights, through ``segment()``;
 - ``official``: the official SCS (``SRF_UNet``) then SRS (``fusion``) forward with random weights,
   when ``--official`` names the folder holding its ``first_stage.py`` (iMED-Lab's
@@ -32,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-KINDS = ("bundled", "paper", "official")
+KINDS = ("bundled", "bundled-float32", "paper", "official")
 
 
 def _ours(kind: str, size: int) -> Callable[[], object]:
@@ -42,9 +44,9 @@ def _ours(kind: str, size: int) -> Callable[[], object]:
     from napari_octanet.core.registry import bundled_checkpoint
     from napari_octanet.core.synthetic import synthetic_octa
 
-    network = load_model(bundled_checkpoint()).network if kind == "bundled" else OctaNet(PAPER)
+    network = OctaNet(PAPER) if kind == "paper" else load_model(bundled_checkpoint()).network
     image, _ = synthetic_octa(size, seed=0)
-    return lambda: segment(network, image, device="cpu")
+    return lambda: segment(network, image, device="cpu", mixed_precision=kind != "bundled-float32")
 
 
 def _official(path: str, size: int) -> Callable[[], object]:

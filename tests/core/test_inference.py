@@ -11,6 +11,7 @@ from napari_octanet.core.network import OctaNet, OctaNetOutput
 from napari_octanet.core.preprocess import InputError, normalise, pad_to_multiple
 from napari_octanet.core.progress import Progress
 from napari_octanet.core.thresholds import binarise
+from tiny_models import TINY
 
 
 class EchoNet(nn.Module):
@@ -246,9 +247,10 @@ def test_tta_maps_turn_with_the_image(tiny_network: OctaNet) -> None:
 
 def test_tta_keeps_odd_shapes_and_stacks(tiny_network: OctaNet) -> None:
     stack = np.random.default_rng(7).random((3, 45, 70)).astype(np.float32)
-    maps = segment(tiny_network, stack, device="cpu", tta=True, batch_size=2)
+    exact = {"device": "cpu", "tta": True, "mixed_precision": False}  # batches of other sizes, same maps
+    maps = segment(tiny_network, stack, batch_size=2, **exact)
     assert maps.fine.shape == maps.pixel.shape == maps.centerline.shape == (3, 45, 70)
-    np.testing.assert_allclose(maps.fine[1], segment(tiny_network, stack[1], device="cpu", tta=True).fine, atol=1e-5)
+    np.testing.assert_allclose(maps.fine[1], segment(tiny_network, stack[1], **exact).fine, atol=1e-5)
 
 
 def test_rgb_is_converted_to_grey(tiny_network: OctaNet) -> None:
@@ -321,3 +323,44 @@ def test_mixed_precision_stays_close_to_float32(tiny_network: OctaNet) -> None:
     half = segment(tiny_network, image, device="cuda", mixed_precision=True).fine
     full = segment(tiny_network, image, device="cuda", mixed_precision=False).fine
     assert np.abs(half - full).max() < 1e-2
+
+
+def test_the_fast_precision_is_float16_on_cuda_and_bfloat16_only_on_cpus_with_amx(monkeypatch) -> None:
+    from napari_octanet.core import devices
+
+    monkeypatch.setattr(devices, "_cpu_has_amx", lambda: True)
+    assert devices.fast_precision(torch.device("cpu")) == torch.bfloat16
+    assert devices.fast_precision(torch.device("cuda")) == torch.float16
+    assert devices.fast_precision(torch.device("mps")) is None
+    assert devices.precision_name(torch.device("cpu")) == "bfloat16 autocast"
+    assert devices.precision_name(torch.device("cpu"), enabled=False) == "float32"
+    monkeypatch.setattr(devices, "_cpu_has_amx", lambda: False)
+    assert devices.fast_precision(torch.device("cpu")) is None
+    assert devices.precision_name(torch.device("cpu")) == "float32"
+
+
+def _autocast_seen(network: nn.Module) -> list[torch.dtype | None]:
+    """What each forward pass of ``network`` (or a copy of it) ran under on the CPU: a dtype or None."""
+    seen: list[torch.dtype | None] = []
+
+    def record(module: nn.Module, inputs: object) -> None:
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+
+    network.register_forward_pre_hook(record)
+    return seen
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_cpu_inference_uses_bfloat16_only_with_amx_and_when_allowed(monkeypatch, amx: bool) -> None:
+    from napari_octanet.core import devices
+
+    monkeypatch.setattr(devices, "_cpu_has_amx", lambda: amx)
+    torch.manual_seed(0)
+    network = OctaNet(TINY).eval()
+    seen = _autocast_seen(network)
+    image = np.random.default_rng(7).random((96, 96)).astype(np.float32)
+    fast = segment(network, image, device="cpu")
+    full = segment(network, image, device="cpu", mixed_precision=False)
+    assert seen == [torch.bfloat16 if amx else None, None]
+    assert (fast.precision, full.precision) == ("bfloat16 autocast" if amx else "float32", "float32")
+    assert np.abs(fast.fine - full.fine).max() < 0.05

@@ -671,3 +671,27 @@ def test_skeleton_recall_weight_changes_the_training_loss(tmp_path: Path, tiny_i
 def test_bad_ema_or_skeleton_weights_are_refused(tmp_path: Path, tiny_init: str, bad: dict[str, float]) -> None:
     with pytest.raises(InputError, match="EMA decay|skeleton recall"):
         train(tiny_images(), [], settings(tmp_path, tiny_init, **bad))
+
+
+@pytest.mark.parametrize("mixed_precision", [None, False])
+def test_cpu_training_steps_run_in_bfloat16_with_amx_unless_told_not_to(
+    tmp_path: Path, tiny_init: str, monkeypatch: pytest.MonkeyPatch, mixed_precision: bool | None
+) -> None:
+    from napari_octanet.core import devices
+    from napari_octanet.core.training import trainer
+    from napari_octanet.core.training.losses import dice_bce_loss
+
+    monkeypatch.setattr(devices, "_cpu_has_amx", lambda: True)
+    dtypes: set[torch.dtype] = set()
+
+    def recording_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        assert not torch.is_autocast_enabled("cpu"), "the loss is computed in float32"
+        dtypes.add(probability.dtype)
+        return dice_bce_loss(probability, target)
+
+    monkeypatch.setattr(trainer, "get_loss", lambda name: recording_loss)
+    images = tiny_images()
+    run = settings(tmp_path, tiny_init, epochs=1, fine_epochs=1, mixed_precision=mixed_precision)
+    messages = [event.message for event in trainer.iter_train(images, images[:1], run) if event.kind == "start"]
+    assert dtypes == ({torch.bfloat16} if mixed_precision is None else {torch.float32})
+    assert "bfloat16 autocast" in messages[0] if mixed_precision is None else "in float32" in messages[0]

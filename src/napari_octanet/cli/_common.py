@@ -30,6 +30,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="average the 8 rotations and flips of each image (8x slower, a little better)",
     )
+    add_precision_option(parser)
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full-precision",
+        action="store_true",
+        help="compute in float32 even where the device has a faster reduced precision "
+        "(float16 on CUDA, bfloat16 on CPUs with AMX)",
+    )
 
 
 def add_mask_options(parser: argparse.ArgumentParser, speck_size: int) -> None:
@@ -55,13 +65,14 @@ def _speck_size(text: str) -> int:
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:
     """Resolve --model through the registry and load it on --device, saying which device runs."""
     from ..core.checkpoint import load_model
-    from ..core.devices import resolve_device
+    from ..core.devices import precision_name, resolve_device
     from ..core.registry import registry
 
     choice = resolve_device(args.device)
     path = registry.resolve(args.model)
     model = load_model(path, choice.device)
-    print(f"model: {path} ({model.info.network.name}); device: {choice}", file=sys.stderr)
+    precision = precision_name(choice.device, not args.full_precision)
+    print(f"model: {path} ({model.info.network.name}); device: {choice}; {precision}", file=sys.stderr)
     return model, choice
 
 

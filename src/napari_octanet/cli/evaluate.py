@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             device=str(choice.device),
             which=args.map,
             tta=args.tta,
+            mixed_precision=not args.full_precision,
         ),
         unit="image",
     )

@@ -150,7 +150,7 @@ def _segmented(files: list[Path], args: argparse.Namespace) -> Iterator[ImageTri
     model, choice = load_model_for(args)
     for path in files:
         scan = read_image(path)
-        maps = segment(model, scan, device=choice.device, tta=args.tta)
+        maps = segment(model, scan, device=choice.device, tta=args.tta, mixed_precision=not args.full_precision)
         yield path, binarise(maps.fine, threshold, args.speck_size), scan
 
 

@@ -240,7 +240,14 @@ class _Pipeline:
         from ..core.thresholds import binarise
 
         stack = np.stack([image for _, image in group])
-        maps = segment(self.model, stack, device=self.device, batch_size=self.args.batch_size, tta=self.args.tta)
+        maps = segment(
+            self.model,
+            stack,
+            device=self.device,
+            batch_size=self.args.batch_size,
+            tta=self.args.tta,
+            mixed_precision=not self.args.full_precision,
+        )
         # The stack's featureless note speaks of slices; each of them is a file here, named instead.
         stack_note = featureless_note(maps.featureless, was_2d=False)
         for note in maps.notes:

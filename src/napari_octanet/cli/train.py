@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
 from ..core.training.settings import AUGMENTS, WHOLE_IMAGES, TrainSettings, parse_crop_size
+from ._common import add_precision_option
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -106,6 +107,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    add_precision_option(parser)
     parser.add_argument("--note", default="", help="free text stored in the checkpoint's provenance")
     parser.set_defaults(run=run)
 
@@ -171,6 +173,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         patience=args.patience,
         seed=args.seed,
         device=args.device,
+        mixed_precision=False if args.full_precision else None,
         resume=args.resume,
         time_budget_minutes=args.time_budget,
         overwrite=args.overwrite,

@@ -41,17 +41,19 @@ def iter_evaluate(
     device: str = "auto",
     which: str = "fine",
     tta: bool = False,
+    mixed_precision: bool | None = None,
 ) -> Generator[Progress, None, EvaluationResult]:
     """Segment every labelled image of ``index`` and score it.
 
-    ``threshold`` and ``speck_size`` make the mask (see ``binarise``); ``tta`` is ``iter_segment``'s.
+    ``threshold`` and ``speck_size`` make the mask (see ``binarise``); ``tta`` and
+    ``mixed_precision`` are ``iter_segment``'s.
     """
     rows = []
     total = len(index.samples)
     for done, sample in enumerate(index.samples):
         loaded = load_sample(sample)
         label = loaded.label if loaded.label is not None else loaded.pixel_label
-        maps = segment(model, loaded.image, device=device, tta=tta)
+        maps = segment(model, loaded.image, device=device, tta=tta, mixed_precision=mixed_precision)
         scores = evaluate_image(
             select_map(maps, which), label, threshold=threshold, speck_size=speck_size, tolerance=tolerance
         )

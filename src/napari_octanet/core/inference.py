@@ -6,7 +6,6 @@ GUIs wrap :func:`iter_segment` in a worker thread and stop it at any yield; scri
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import weakref
@@ -18,7 +17,7 @@ import torch
 
 from .allocator import tune_allocator
 from .checkpoint import LoadedModel
-from .devices import DeviceChoice, resolve_device
+from .devices import DeviceChoice, precision_name, reduced_precision, resolve_device
 from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 from .progress import Progress, run_to_end
@@ -46,6 +45,8 @@ class Segmentation:
     notes: list[str] = field(default_factory=list)
     #: Indices of the slices that held one value only: their maps are empty (one of the notes says so).
     featureless: list[int] = field(default_factory=list)
+    #: How the network computed: "float32", "bfloat16 autocast" or "float16 autocast".
+    precision: str = "float32"
 
 
 def iter_segment(
@@ -62,7 +63,8 @@ def iter_segment(
     """Segment a 2D image, an RGB image or an (N, H, W) stack, slice batch by slice batch.
 
     Images are checked and scaled first (see :mod:`.preprocess`); each batch is padded to a
-    multiple of 32 and cropped back. On CUDA, inference runs under float16 autocast unless
+    multiple of 32 and cropped back. Inference runs in the device's fast reduced precision where it
+    has one (float16 on CUDA, bfloat16 on CPUs with AMX: ``devices.fast_precision``) unless
     ``mixed_precision`` is False; on a CUDA out-of-memory error the batch is halved, and at a
     batch of one the job moves to the CPU; each step is reported in ``notes`` and a Progress.
     ``prescaled`` says the image is already scaled to [0, 1] (as training images are), so its own
@@ -95,7 +97,8 @@ def iter_segment(
         outputs[:, blank] = 0.0
         runner.notes.append(featureless_note(blank, was_2d))
     pixel, centerline, fine = (o[0] if was_2d else o for o in outputs)
-    return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes, blank)
+    precision = precision_name(runner.device, runner.mixed_precision)
+    return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes, blank, precision)
 
 
 def featureless_note(blank: list[int], was_2d: bool) -> str:
@@ -187,7 +190,7 @@ class _BatchRunner:
         self.device = choice.device
         self.network = prepared_network(network, self.device)
         self.batch_size = batch_size
-        self.mixed_precision = self.device.type == "cuda" if mixed_precision is None else mixed_precision
+        self.mixed_precision = mixed_precision is not False
         self.notes: list[str] = []
         self.views = DIHEDRAL_VIEWS if tta else DIHEDRAL_VIEWS[:1]
 
@@ -216,7 +219,7 @@ class _BatchRunner:
     def _run_whole(self, batch: np.ndarray) -> np.ndarray:
         padded, (height, width) = pad_to_multiple(batch)
         tensor = torch.from_numpy(np.ascontiguousarray(padded)).unsqueeze(1).to(self.device)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), reduced_precision(self.device, self.mixed_precision):
             stacked = sum(self._run_view(tensor, *view) for view in self.views) / len(self.views)
         return stacked[:, :, :height, :width].permute(1, 0, 2, 3).cpu().numpy()
 
@@ -239,11 +242,6 @@ class _BatchRunner:
         maps = torch.cat([m.float() for m in self.network(view.flip(3) if mirrored else view)], dim=1)
         return torch.rot90(maps.flip(3) if mirrored else maps, -turns, dims=(2, 3))
 
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def back_off(self) -> str:
         """Halve the batch after a GPU (CUDA or MPS) out-of-memory error; at one slice, move to the CPU."""
         if self.device.type == "cuda":
@@ -255,7 +253,6 @@ class _BatchRunner:
             note = f"out of GPU memory: retrying with batches of {self.batch_size} slice(s)"
         elif self.device.type != "cpu":
             self.device = torch.device("cpu")
-            self.mixed_precision = False
             self.network = prepared_network(self.source, self.device)
             note = "out of GPU memory even for one slice: continuing on the CPU (slower)"
         else:

@@ -377,7 +377,10 @@ class SegmentWidget(ScrollingDock):
         notes = segmentation.notes
         for note in notes:
             notifications.show_warning(f"Segmentation of {layer_name!r}: {note}")
-        summary = f"Done in {outcome.seconds:.1f} s on {segmentation.device} ({outcome.device_reason})."
+        summary = (
+            f"Done in {outcome.seconds:.1f} s on {segmentation.device} in {segmentation.precision} "
+            f"({outcome.device_reason})."
+        )
         self.controls.show_status(summary + "".join(f" Note: {note}." for note in notes))
 
     # -- thresholds and layers ----------------------------------------------------------------

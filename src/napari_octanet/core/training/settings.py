@@ -87,6 +87,8 @@ class TrainSettings:
     patience: int = 10
     seed: int = 0
     device: str = "auto"
+    #: None or True: train and validate in the device's fast reduced precision where it has one
+    #: (``devices.fast_precision``: float16 on CUDA, bfloat16 on CPUs with AMX); False: float32.
     mixed_precision: bool | None = None
     resume: str | None = None
     #: Wall-clock limit in minutes for both stages (None: none). Stage 1 gets FINE_SHARE less of it;

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..allocator import tune_allocator
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from ..devices import resolve_device
+from ..devices import fast_precision, full_precision, precision_name, reduced_precision, resolve_device
 from ..files import ensure_writable_folder
 from ..inference import segment
 from ..metrics import evaluate_image
@@ -58,7 +58,8 @@ def _start_message(
     device: torch.device, train: Sequence[TrainingImage], val: Sequence[TrainingImage], settings: TrainSettings
 ) -> str:
     """What a run says as it starts: the device and image counts, and the whole-image warning if any."""
-    message = f"training on {device} ({len(train)} training, {len(val)} validation images)"
+    precision = precision_name(device, settings.mixed_precision is not False)
+    message = f"training on {device} in {precision} ({len(train)} training, {len(val)} validation images)"
     note = whole_image_note(train) if settings.crop_size is None else ""
     return f"{message}; {note}" if note else message
 
@@ -294,8 +295,10 @@ class _Run:
         self.device = device
         self.loss = get_loss(settings.loss)
         self.best_path = Path(settings.out)
-        self.mixed_precision = device.type == "cuda" if settings.mixed_precision is None else settings.mixed_precision
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision and device.type == "cuda")
+        self.mixed_precision = settings.mixed_precision is not False
+        # float16 needs loss scaling against underflowing gradients; bfloat16 has float32's range.
+        half = self.mixed_precision and fast_precision(device) == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=half)
         self.provenance = {**provenance, "settings": _settings_record(settings)}
         self.optimizer: torch.optim.Optimizer | None = None
         self.average: WeightAverage | None = None
@@ -466,31 +469,21 @@ class _Run:
         if optimizer is None:
             raise RuntimeError("no optimizer: _step called outside a stage")
         optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with reduced_precision(self.device, self.mixed_precision):
             if stage == 1:
                 pixel, centerline = trainable(image)
-                with self._no_autocast():
+                with full_precision(self.device):
                     loss = self._loss(pixel, pixel_target, centerline_target) + self.loss(centerline, centerline_target)
             else:
                 with torch.no_grad():
                     pixel, centerline = self.network.coarse(image)
                 fine = trainable(image, pixel, centerline)
-                with self._no_autocast():
+                with full_precision(self.device):
                     loss = self._loss(fine, label, centerline_target)
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
         return float(loss.detach())
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
-    def _no_autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", enabled=False)
-        return contextlib.nullcontext()
 
     # -- validation and checkpoints ----------------------------------------------------------
     def _validate(self, stage: int) -> _Scores:
@@ -499,7 +492,14 @@ class _Run:
             return _Scores(None, None, {})
         by_group: dict[str, list[dict[str, float]]] = {}
         for image in self.val:
-            maps = segment(self.network, image.image, device=self.device, batch_size=1, prescaled=True)
+            maps = segment(
+                self.network,
+                image.image,
+                device=self.device,
+                batch_size=1,
+                prescaled=True,
+                mixed_precision=self.mixed_precision,
+            )
             probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
             by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
         dice_by_group = {group: float(np.mean([s["dice"] for s in scores])) for group, scores in by_group.items()}
