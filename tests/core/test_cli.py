@@ -80,16 +80,6 @@ def test_fixed_threshold_then_specks_dropped_unless_asked_to_keep_them(tmp_path:
     np.testing.assert_array_equal(imread(tmp_path / "default" / "a_vessels.png") > 0, without_specks)
 
 
-@pytest.mark.parametrize("size", ["-1", "many"])
-def test_a_bad_speck_size_is_refused_by_the_parser(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str
-) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["segment", "a.png", "--out", str(tmp_path), "--speck-size", size])
-    error = capsys.readouterr().err
-    assert exit_.value.code == 2 and "speck size" in error and size in error and "Traceback" not in error
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -119,13 +109,22 @@ def test_user_errors_are_one_line_without_traceback(
     assert checkpoint.is_file() and image.is_file()
 
 
-@pytest.mark.parametrize("size", ["0", "-2"])
-def test_a_batch_size_below_one_is_refused_by_the_parser(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str
+@pytest.mark.parametrize(
+    ("option", "value", "messages"),
+    [
+        ("--batch-size", "0", ["not a positive whole number"]),
+        ("--batch-size", "-2", ["not a positive whole number"]),
+        ("--speck-size", "-1", ["speck size", "-1"]),
+        ("--speck-size", "many", ["speck size", "many"]),
+    ],
+)
+def test_a_bad_batch_or_speck_size_is_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, messages: list[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["segment", "a.png", "--out", str(tmp_path), "--batch-size", size])
-    assert exit_.value.code == 2 and "not a positive whole number" in capsys.readouterr().err
+        main(["segment", "a.png", "--out", str(tmp_path), option, value])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and all(message in error for message in messages) and "Traceback" not in error
 
 
 def test_a_crop_size_that_is_not_a_number_or_whole_is_refused_by_the_parser(

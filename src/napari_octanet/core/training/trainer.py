@@ -54,11 +54,10 @@ EventKind = Literal["start", "step", "epoch", "done"]
 Stopped = Literal["completed", "early-stopped", "cancelled"]
 
 
-def _start_message(
-    device: torch.device, train: Sequence[TrainingImage], val: Sequence[TrainingImage], settings: TrainSettings
-) -> str:
-    """What a run says as it starts: the device and image counts, and the whole-image warning if any."""
-    precision = precision_name(device, settings.mixed_precision is not False)
+def _start_message(run: _Run) -> str:
+    """What a run says as it starts: device, precision and image counts, and the whole-image warning if any."""
+    device, train, val, settings = run.device, run.train, run.val, run.settings
+    precision = precision_name(device, run.mixed_precision)
     message = f"training on {device} in {precision} ({len(train)} training, {len(val)} validation images)"
     note = whole_image_note(train) if settings.crop_size is None else ""
     return f"{message}; {note}" if note else message
@@ -185,7 +184,7 @@ def iter_train(
         state.stage,
         state.epoch,
         settings.stage_epochs[state.stage - 1],
-        message=_start_message(device, train, val, settings),
+        message=_start_message(run),
     )
     stopped: Stopped = "completed"
     try:
