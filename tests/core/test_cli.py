@@ -92,6 +92,7 @@ def test_fixed_threshold_then_specks_dropped_unless_asked_to_keep_them(tmp_path:
         (["segment", "{image}", "--out", "{image}/below", "--model", "{checkpoint}"], "cannot write into"),
         (["train", "{empty}", "--out", "{checkpoint}", "--init", "{checkpoint}"], "already exists"),
         (["train", "{empty}", "--out", "{image}/m.safetensors", "--batch-size", "1"], "batch normalisation"),
+        (["train", "{empty}", "--out", "{image}/m.safetensors", "--freeze-batch-norm"], "from scratch has none"),
         (["train", "{empty}", "--out", "{image}/m.safetensors"], "cannot write into"),
     ],
 )

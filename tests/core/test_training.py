@@ -173,6 +173,8 @@ def test_completed_runs_drop_the_resume_state_unless_asked(tmp_path: Path, tiny_
         ({"config": TINY, "epochs": 0}, "untrained network"),
         ({"lr": 0.0}, "learning rate"),
         ({"crop_size": 40}, "multiple of 32"),
+        ({"config": TINY, "freeze_batch_norm": True}, "from scratch has none"),
+        ({"batch_size": 0, "freeze_batch_norm": True}, "batch size 0"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(
@@ -243,6 +245,38 @@ def test_stage_two_changes_only_the_fine_stage(tmp_path: Path, tiny_init: str) -
     for (name, p), q in zip(before.coarse.state_dict().items(), after.coarse.state_dict().values(), strict=False):
         torch.testing.assert_close(p, q, msg=name)
     assert any(not torch.equal(p, q) for p, q in zip(before.fine.parameters(), after.fine.parameters(), strict=False))
+
+
+def _batch_norm_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_frozen_batch_norm_keeps_the_starting_statistics_and_still_trains(
+    tmp_path: Path, tiny_init: str, freeze: bool
+) -> None:
+    start = load_model(tiny_init).network
+    run = settings(tmp_path, tiny_init, epochs=1, fine_epochs=1, freeze_batch_norm=freeze, keep_resume_state=True)
+    result = train(tiny_images(2), [], run)
+    trained = load_model(result.last_path).network
+    before, after = _batch_norm_statistics(start), _batch_norm_statistics(trained)
+    assert before.keys() == after.keys() and len(before) > 20
+    moved = [name for name in before if not torch.equal(before[name], after[name])]
+    assert (moved == []) if freeze else (len(moved) == len(before))
+    assert any(not torch.equal(p, q) for p, q in zip(start.parameters(), trained.parameters(), strict=True))
+    assert load_model(result.last_path).info.provenance["settings"]["freeze_batch_norm"] is freeze
+
+
+def test_frozen_batch_norm_trains_one_crop_per_batch_on_whole_images_without_the_size_warning(
+    tmp_path: Path, tiny_init: str
+) -> None:
+    images = tiny_images(2, 64) + tiny_images(2, 96)
+    run = settings(tmp_path, tiny_init, crop_size=None, batch_size=1, freeze_batch_norm=True, fine_epochs=1)
+    events = iter_train(images, images[:1], run)
+    start = next(events)
+    assert "whole images" not in start.message
+    result = run_to_end(events)
+    assert result.stopped == "completed" and [h["stage"] for h in result.history] == [1, 1, 2]
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", default=None, help="an OUT-last.safetensors file to continue from")
     parser.add_argument("--epochs", type=int, default=30, help="stage-1 (SCS) epochs")
     parser.add_argument("--fine-epochs", type=int, default=None, help="stage-2 (SRS) epochs (default epochs/5)")
-    parser.add_argument("--batch-size", type=int, default=4, help="crops per step, at least 2 (batch norm)")
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="crops per step, at least 2 (batch norm; 1 with --freeze-batch-norm)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--loss", default="dice_bce", choices=tuple(LOSSES))
     parser.add_argument(
@@ -95,6 +97,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=TrainSettings.skeleton_recall,
         metavar="WEIGHT",
         help="add a skeleton recall term of this weight to the loss (thin vessels; 0: none)",
+    )
+    parser.add_argument(
+        "--freeze-batch-norm",
+        action="store_true",
+        help="fine-tuning: keep the starting model's batch-norm statistics (suits whole images and small batches)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -168,6 +175,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         augment=AUGMENTS[args.augment],
         ema_decay=args.ema,
         skeleton_recall=args.skeleton_recall,
+        freeze_batch_norm=args.freeze_batch_norm,
         samples_per_epoch=args.samples_per_epoch,
         balance_groups=args.balance_groups,
         patience=args.patience,

@@ -89,6 +89,12 @@ def fast_precision(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def uses_fast_precision(mixed_precision: bool | None) -> bool:
+    """The meaning of every ``mixed_precision`` setting: None (the default) or True asks for the
+    device's fast precision where it has one; only False keeps float32."""
+    return mixed_precision is not False
+
+
 def _cpu_has_amx() -> bool:
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe is not None and probe())

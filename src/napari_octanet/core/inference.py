@@ -17,7 +17,7 @@ import torch
 
 from .allocator import tune_allocator
 from .checkpoint import LoadedModel
-from .devices import DeviceChoice, precision_name, reduced_precision, resolve_device
+from .devices import DeviceChoice, precision_name, reduced_precision, resolve_device, uses_fast_precision
 from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 from .progress import Progress, run_to_end
@@ -190,7 +190,7 @@ class _BatchRunner:
         self.device = choice.device
         self.network = prepared_network(network, self.device)
         self.batch_size = batch_size
-        self.mixed_precision = mixed_precision is not False
+        self.mixed_precision = uses_fast_precision(mixed_precision)
         self.notes: list[str] = []
         self.views = DIHEDRAL_VIEWS if tta else DIHEDRAL_VIEWS[:1]
 

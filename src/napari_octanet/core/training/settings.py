@@ -105,6 +105,11 @@ class TrainSettings:
     #: Weight of a skeleton recall term (Kirchhoff et al., 2024) added to the loss of the pixel-level
     #: and the SRS map: the share of the centerline target that the map misses. 0: none.
     skeleton_recall: float = 0.0
+    #: Keep every batch-norm layer's running statistics as the starting model has them (the layers in
+    #: eval mode; their scale and shift still train). For fine-tuning: small batches, or whole-image
+    #: batches that each hold one data set, no longer pull the statistics toward one batch's images,
+    #: and a batch may hold a single crop. Needs a trained starting model (``init`` or ``resume``).
+    freeze_batch_norm: bool = False
     #: Store the best model's weights as float16 (half the size; what the model library keeps).
     half: bool = False
 

@@ -26,7 +26,14 @@ from torch import nn
 
 from ..allocator import tune_allocator
 from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from ..devices import fast_precision, full_precision, precision_name, reduced_precision, resolve_device
+from ..devices import (
+    fast_precision,
+    full_precision,
+    precision_name,
+    reduced_precision,
+    resolve_device,
+    uses_fast_precision,
+)
 from ..files import ensure_writable_folder
 from ..inference import segment
 from ..metrics import evaluate_image
@@ -59,7 +66,7 @@ def _start_message(run: _Run) -> str:
     device, train, val, settings = run.device, run.train, run.val, run.settings
     precision = precision_name(device, run.mixed_precision)
     message = f"training on {device} in {precision} ({len(train)} training, {len(val)} validation images)"
-    note = whole_image_note(train) if settings.crop_size is None else ""
+    note = whole_image_note(train) if settings.crop_size is None and not settings.freeze_batch_norm else ""
     return f"{message}; {note}" if note else message
 
 
@@ -129,11 +136,17 @@ class _Stop(Exception):
 
 def check_settings(settings: TrainSettings) -> None:
     """Refuse settings that would fail later (or lose a model) before any work is done."""
-    if settings.batch_size < 2:
-        raise InputError(
-            f"batch size {settings.batch_size} is too small: batch normalisation needs at least 2 crops per batch"
-        )
     fresh = settings.init in (None, "", "scratch") and not settings.resume
+    if settings.freeze_batch_norm and fresh:
+        raise InputError(
+            "frozen batch norm keeps a starting model's statistics, and a network trained from scratch has none: "
+            "start from a trained model (--init) or leave --freeze-batch-norm out"
+        )
+    if settings.batch_size < 1 or (settings.batch_size < 2 and not settings.freeze_batch_norm):
+        raise InputError(
+            f"batch size {settings.batch_size} is too small: batch normalisation needs at least 2 crops per batch "
+            "(1 is allowed with frozen batch norm)"
+        )
     if settings.epochs < 0 or (settings.epochs == 0 and fresh):
         raise InputError(
             f"{settings.epochs} stage-1 epochs would leave an untrained network; give at least 1 "
@@ -294,7 +307,7 @@ class _Run:
         self.device = device
         self.loss = get_loss(settings.loss)
         self.best_path = Path(settings.out)
-        self.mixed_precision = settings.mixed_precision is not False
+        self.mixed_precision = uses_fast_precision(settings.mixed_precision)
         # float16 needs loss scaling against underflowing gradients; bfloat16 has float32's range.
         half = self.mixed_precision and fast_precision(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=half)
@@ -427,13 +440,19 @@ class _Run:
         return state.best_score if self.val else None
 
     def _prepare_stage(self, stage: int) -> nn.Module:
-        """Stage 1 trains SCS; stage 2 freezes it (weights and batch-norm statistics) and trains SRS."""
+        """Stage 1 trains SCS; stage 2 freezes it (weights and batch-norm statistics) and trains SRS.
+
+        With ``freeze_batch_norm`` the trained stage keeps its batch-norm statistics too.
+        """
         coarse, fine = self.network.coarse, self.network.fine
         coarse.requires_grad_(stage == 1)
         fine.requires_grad_(stage == 2)
         coarse.train(stage == 1)
         fine.train(stage == 2)
-        return coarse if stage == 1 else fine
+        trainable = coarse if stage == 1 else fine
+        if self.settings.freeze_batch_norm:
+            _freeze_batch_norm_statistics(trainable)
+        return trainable
 
     def _batches(self, stage: int, epoch: int, samples: int) -> Any:
         seed = self.settings.seed * 100_003 + stage * 10_007 + epoch
@@ -596,6 +615,14 @@ class _Scores:
     dice: float | None
     auc: float | None
     dice_by_group: dict[str, float]
+
+
+def _freeze_batch_norm_statistics(module: nn.Module) -> None:
+    """Put every batch-norm layer of ``module`` in eval mode: it normalises by its running statistics
+    and leaves them as they are, while its scale and shift still get gradients."""
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.eval()
 
 
 def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
