@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -344,3 +345,27 @@ def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path: Path, checkp
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"s{seed}{suffix}" for seed in range(6) for suffix in ("_probability.tif", "_vessels.png")
     ), "no temporary file left behind"
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_full_precision_reaches_the_network_and_the_log_line(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], full: bool
+) -> None:
+    from napari_octanet.cli.train import add_parser as add_train_parser
+    from napari_octanet.cli.train import settings_from
+    from napari_octanet.core import devices
+
+    monkeypatch.setattr(devices, "_cpu_has_amx", lambda: True)
+    image = np.random.default_rng(5).integers(0, 255, (64, 64), dtype=np.uint8)
+    imsave(tmp_path / "a.png", image, check_contrast=False)
+    flag = ["--full-precision"] if full else []
+    command = ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", str(checkpoint)]
+    assert main([*command, "--device", "cpu", *flag]) == 0
+    assert ("float32" if full else "bfloat16 autocast") in capsys.readouterr().err
+    expected = segment(load_model(checkpoint), image, device="cpu", mixed_precision=not full).fine
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "a_probability.tif"), expected)
+
+    commands = argparse.ArgumentParser().add_subparsers()
+    add_train_parser(commands)
+    args = commands.choices["train"].parse_args(["data", "--out", str(tmp_path / "m.safetensors"), *flag])
+    assert settings_from(args).mixed_precision is (False if full else None)

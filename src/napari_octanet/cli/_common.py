@@ -42,6 +42,11 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def mixed_precision_of(args: argparse.Namespace) -> bool | None:
+    """The core's ``mixed_precision`` setting that ``--full-precision`` (or its absence) asks for."""
+    return False if args.full_precision else None
+
+
 def add_mask_options(parser: argparse.ArgumentParser, speck_size: int) -> None:
     """``--threshold`` and ``--speck-size``: how a probability map becomes the vessel mask."""
     parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
@@ -65,13 +70,13 @@ def _speck_size(text: str) -> int:
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:
     """Resolve --model through the registry and load it on --device, saying which device runs."""
     from ..core.checkpoint import load_model
-    from ..core.devices import precision_name, resolve_device
+    from ..core.devices import precision_name, resolve_device, uses_fast_precision
     from ..core.registry import registry
 
     choice = resolve_device(args.device)
     path = registry.resolve(args.model)
     model = load_model(path, choice.device)
-    precision = precision_name(choice.device, not args.full_precision)
+    precision = precision_name(choice.device, uses_fast_precision(mixed_precision_of(args)))
     print(f"model: {path} ({model.info.network.name}); device: {choice}; {precision}", file=sys.stderr)
     return model, choice
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..core.inference import MAP_CHOICES
 from ..core.layouts import LAYOUTS
-from ._common import add_mask_options, add_model_options, follow_with_bar, load_model_for
+from ._common import add_mask_options, add_model_options, follow_with_bar, load_model_for, mixed_precision_of
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             device=str(choice.device),
             which=args.map,
             tta=args.tta,
-            mixed_precision=not args.full_precision,
+            mixed_precision=mixed_precision_of(args),
         ),
         unit="image",
     )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..core.measure import write_csv
 from ..core.thresholds import DEFAULT_SPECK_SIZE
-from ._common import add_mask_options, add_model_options, load_model_for
+from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -150,7 +150,7 @@ def _segmented(files: list[Path], args: argparse.Namespace) -> Iterator[ImageTri
     model, choice = load_model_for(args)
     for path in files:
         scan = read_image(path)
-        maps = segment(model, scan, device=choice.device, tta=args.tta, mixed_precision=not args.full_precision)
+        maps = segment(model, scan, device=choice.device, tta=args.tta, mixed_precision=mixed_precision_of(args))
         yield path, binarise(maps.fine, threshold, args.speck_size), scan
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..core.files import ensure_writable_folder, write_atomically
 from ..core.thresholds import DEFAULT_SPECK_SIZE
-from ._common import add_mask_options, add_model_options, load_model_for
+from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
 
@@ -246,7 +246,7 @@ class _Pipeline:
             device=self.device,
             batch_size=self.args.batch_size,
             tta=self.args.tta,
-            mixed_precision=not self.args.full_precision,
+            mixed_precision=mixed_precision_of(self.args),
         )
         # The stack's featureless note speaks of slices; each of them is a file here, named instead.
         stack_note = featureless_note(maps.featureless, was_2d=False)

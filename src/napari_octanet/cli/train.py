@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
 from ..core.training.settings import AUGMENTS, WHOLE_IMAGES, TrainSettings, parse_crop_size
-from ._common import add_precision_option
+from ._common import add_precision_option, mixed_precision_of
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -181,7 +181,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
         patience=args.patience,
         seed=args.seed,
         device=args.device,
-        mixed_precision=False if args.full_precision else None,
+        mixed_precision=mixed_precision_of(args),
         resume=args.resume,
         time_budget_minutes=args.time_budget,
         overwrite=args.overwrite,
