@@ -20,6 +20,7 @@ from napari_octanet.core.library import ENV_VAR
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
 from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
+from napari_octanet.core.training.settings import FINE_TUNE_BATCH_SIZE, FINE_TUNE_EPOCHS, FINE_TUNE_LR, MIN_BATCH_SIZE
 from napari_octanet.plugin import train_widget as train_module
 from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
 from napari_octanet.plugin.segment_widget import SegmentWidget
@@ -255,6 +256,17 @@ def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewe
     assert widget.form["lr"].value == pytest.approx(5e-4)  # the user's own value stays
     widget.form["epochs"].value = 30
     assert widget.form["fine_epochs"].value == 6
+
+
+def test_an_untouched_form_asks_for_the_cores_fine_tuning_defaults(scan_viewer, model_library):
+    """The form's starting values and a request made without them come from one place in the core."""
+    widget = TrainWidget(scan_viewer, synchronous=True)
+    request, _ = widget._read_request()
+    bare = TrainRequest(request.data, request.folder, request.name, request.init)
+    for field in ("epochs", "batch_size", "lr"):
+        assert getattr(request, field) == getattr(bare, field), field
+    assert (request.epochs, request.batch_size, request.lr) == (FINE_TUNE_EPOCHS, FINE_TUNE_BATCH_SIZE, FINE_TUNE_LR)
+    assert widget.form["batch"].min == MIN_BATCH_SIZE
 
 
 def test_default_name_is_fresh_and_nothing_is_written_before_training(make_napari_viewer, model_library):

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from napari_octanet.core.training.data import TrainingData
-from napari_octanet.core.training.settings import AugmentConfig, TrainSettings, default_fine_epochs
+from napari_octanet.core.training.settings import (
+    FINE_TUNE_BATCH_SIZE,
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LR,
+    AugmentConfig,
+    TrainSettings,
+    default_fine_epochs,
+)
 
 if TYPE_CHECKING:
     from napari_octanet.core.training.data import TrainingImage
@@ -51,11 +58,11 @@ class TrainRequest:
     #: The layers trained on, for the provenance: "image / labels" per row.
     source_layers: tuple[str, ...] = ()
     config: str = "lite"
-    epochs: int = 20
+    epochs: int = FINE_TUNE_EPOCHS
     #: Stage-2 (SRS) epochs; None means the trainer's default (a fifth of ``epochs``, at least 1).
     fine_epochs: int | None = None
-    batch_size: int = 4
-    lr: float = 1e-4
+    batch_size: int = FINE_TUNE_BATCH_SIZE
+    lr: float = FINE_TUNE_LR
     augment: bool = True
     val_fraction: float = 0.2
     seed: int = 0

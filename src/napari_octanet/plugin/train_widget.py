@@ -29,7 +29,14 @@ from superqt.utils import ensure_main_thread
 from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
-from napari_octanet.core.training.settings import TrainSettings, default_fine_epochs
+from napari_octanet.core.training.settings import (
+    FINE_TUNE_BATCH_SIZE,
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LR,
+    MIN_BATCH_SIZE,
+    TrainSettings,
+    default_fine_epochs,
+)
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
@@ -48,11 +55,6 @@ if TYPE_CHECKING:
 SCRATCH = "scratch (untrained, lite)"
 #: Where a run keeps its working files (inside the library, hidden so that they are never listed).
 WORK_FOLDER = ".training"
-#: Batch norm needs at least two samples per batch to train.
-MIN_BATCH = 2
-#: Suggested learning rates: gentler when fine-tuning trained weights than when starting from scratch.
-LR_FINE_TUNE = 1e-4
-LR_SCRATCH = 1e-3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 
 
@@ -153,7 +155,7 @@ class TrainWidget(ScrollingDock):
             label="epochs (SCS)",
             min=1,
             max=1000,
-            value=20,
+            value=FINE_TUNE_EPOCHS,
             tooltip="Epochs of stage 1, the coarse SCS network. An epoch draws random crops covering the "
             "training images about once (at least 4 batches); a stage ends early after "
             f"{TrainSettings.patience} epochs without a better validation score",
@@ -170,10 +172,10 @@ class TrainWidget(ScrollingDock):
         self._batch = SpinBox(
             name="batch",
             label="batch size",
-            min=MIN_BATCH,
+            min=MIN_BATCH_SIZE,
             max=64,
-            value=4,
-            tooltip=f"Random crops per training step; at least {MIN_BATCH}, because batch normalisation "
+            value=FINE_TUNE_BATCH_SIZE,
+            tooltip=f"Random crops per training step; at least {MIN_BATCH_SIZE}, because batch normalisation "
             "needs two or more samples per batch to train",
         )
         self._lr = FloatSpinBox(
@@ -182,9 +184,9 @@ class TrainWidget(ScrollingDock):
             min=1e-6,
             max=0.1,
             step=1e-6,
-            value=LR_FINE_TUNE,
-            tooltip="Adam learning rate (decays over the epochs); about 1e-4 to fine-tune a trained "
-            "model, 1e-3 from scratch",
+            value=FINE_TUNE_LR,
+            tooltip=f"Adam learning rate (decays over the epochs); about {FINE_TUNE_LR:g} to fine-tune a "
+            f"trained model, {TrainSettings.lr:g} from scratch",
         )
         self._lr.native.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
         self._val = FloatSpinBox(
@@ -319,7 +321,7 @@ class TrainWidget(ScrollingDock):
             "trained here), a checkpoint file, or untrained 'lite' weights"
         )
         kind = self._kind(choice)
-        suggested = {"scratch": LR_SCRATCH, "trained": LR_FINE_TUNE}
+        suggested = {"scratch": TrainSettings.lr, "trained": FINE_TUNE_LR}
         if kind != self._model_kind and np.isclose(self._lr.value, suggested[self._model_kind]):
             self._lr.value = suggested[kind]
         self._model_kind = kind

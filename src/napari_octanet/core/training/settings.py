@@ -56,6 +56,16 @@ class AugmentConfig:
         return cls(True, True, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
 
 
+#: Smallest batch that trains batch norm (its batch statistics need two samples); one sample is enough
+#: when the statistics are frozen (``TrainSettings.freeze_batch_norm``).
+MIN_BATCH_SIZE = 2
+
+#: Starting values for fine-tuning trained weights on a few painted scans (the Fine-tune dock): fewer
+#: epochs and a gentler learning rate than a run from scratch (TrainSettings' own defaults).
+FINE_TUNE_EPOCHS = 20
+FINE_TUNE_BATCH_SIZE = 4
+FINE_TUNE_LR = 1e-4
+
 #: Named augmentation choices for the command line and recipes.
 AUGMENTS: dict[str, AugmentConfig] = {
     "full": AugmentConfig(),

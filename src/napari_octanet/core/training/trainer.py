@@ -52,7 +52,7 @@ from .data import (
 )
 from .distributed import Distributed
 from .losses import get_loss, skeleton_recall_loss
-from .settings import TrainSettings, default_fine_epochs
+from .settings import MIN_BATCH_SIZE, TrainSettings, default_fine_epochs
 
 POLY_POWER = 0.9
 
@@ -142,9 +142,10 @@ def check_settings(settings: TrainSettings) -> None:
             "frozen batch norm keeps a starting model's statistics, and a network trained from scratch has none: "
             "start from a trained model (--init) or leave --freeze-batch-norm out"
         )
-    if settings.batch_size < 1 or (settings.batch_size < 2 and not settings.freeze_batch_norm):
+    if settings.batch_size < 1 or (settings.batch_size < MIN_BATCH_SIZE and not settings.freeze_batch_norm):
         raise InputError(
-            f"batch size {settings.batch_size} is too small: batch normalisation needs at least 2 crops per batch "
+            f"batch size {settings.batch_size} is too small: batch normalisation needs at least {MIN_BATCH_SIZE} "
+            "crops per batch "
             "(1 is allowed with frozen batch norm)"
         )
     if settings.epochs < 0 or (settings.epochs == 0 and fresh):
