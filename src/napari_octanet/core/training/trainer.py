@@ -145,8 +145,7 @@ def check_settings(settings: TrainSettings) -> None:
     if settings.batch_size < 1 or (settings.batch_size < MIN_BATCH_SIZE and not settings.freeze_batch_norm):
         raise InputError(
             f"batch size {settings.batch_size} is too small: batch normalisation needs at least {MIN_BATCH_SIZE} "
-            "crops per batch "
-            "(1 is allowed with frozen batch norm)"
+            "crops per batch (1 is allowed with frozen batch norm)"
         )
     if settings.epochs < 0 or (settings.epochs == 0 and fresh):
         raise InputError(
