@@ -195,6 +195,18 @@ def test_existing_results_are_skipped_and_rewritten_only_when_asked(
     assert set(np.unique(imread(mask))) <= {0, 255}
 
 
+def test_a_mistyped_model_is_named_even_when_every_result_exists(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan = _scan(tmp_path / "in" / "scan.png")
+    out = tmp_path / "out"
+    assert _segment(str(scan), "--out", str(out), checkpoint=checkpoint) == 0
+    capsys.readouterr()
+    assert main(["segment", str(scan), "--out", str(out), "--model", "defualt"]) == 2
+    error = capsys.readouterr().err
+    assert "'defualt' is neither a registered model" in error and "already have results" not in error
+
+
 def test_a_missing_result_is_written_without_touching_the_other(tmp_path: Path, checkpoint: Path) -> None:
     scan = _scan(tmp_path / "in" / "scan.png")
     out = tmp_path / "out"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core.devices import DEVICE_CHOICES
@@ -67,14 +68,20 @@ def _speck_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def model_path_of(args: argparse.Namespace) -> Path:
+    """The checkpoint --model names; an unknown name raises ModelNotFoundError listing the known ones."""
+    from ..core.registry import registry
+
+    return registry.resolve(args.model)
+
+
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:
     """Resolve --model through the registry and load it on --device, saying which device runs."""
     from ..core.checkpoint import load_model
     from ..core.devices import precision_name, resolve_device, uses_fast_precision
-    from ..core.registry import registry
 
     choice = resolve_device(args.device)
-    path = registry.resolve(args.model)
+    path = model_path_of(args)
     model = load_model(path, choice.device)
     precision = precision_name(choice.device, uses_fast_precision(mixed_precision_of(args)))
     print(f"model: {path} ({model.info.network.name}); device: {choice}; {precision}", file=sys.stderr)

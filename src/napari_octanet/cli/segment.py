@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..core.files import ensure_writable_folder, write_atomically
 from ..core.thresholds import DEFAULT_SPECK_SIZE
-from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of
+from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of, model_path_of
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
 
@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.thresholds import parse_threshold
 
     threshold = parse_threshold(args.threshold)
+    model_path_of(args)  # a mistyped --model fails here, even when every result exists already
     check_output_folder(args.out)
     share = RankShare.from_environment()
     jobs = share.take(plan_jobs(input_files(args.inputs), args.out))
