@@ -4,6 +4,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,41 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, tiny_init: str) -
     )
     epochs = [(h["stage"], h["epoch"]) for h in resumed.history]
     assert epochs == [(1, 1), (1, 2), (1, 3), (1, 4)]
+
+
+def test_a_resumed_run_names_each_setting_it_changes(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    first = settings(tmp_path, tiny_init, epochs=1, fine_epochs=0, lr=5e-4, keep_resume_state=True)
+    last = str(train(images, images[:1], first).last_path)
+
+    def start_message(**changes: object) -> str:
+        resumed = replace(first, resume=last, **changes)
+        return next(iter_train(images, images[:1], resumed)).message
+
+    assert "changed settings" not in start_message()
+    message = start_message(lr=1e-3, augment=AugmentConfig.flips_and_turns())
+    assert "resuming with changed settings: lr 0.001 (was 0.0005), augment flips (was full)" in message
+
+
+def test_cli_resume_keeps_the_interrupted_runs_recipe(tmp_path: Path, tiny_init: str) -> None:
+    """``--resume`` alone continues the run as it was started; an option given with it changes only that."""
+    from napari_octanet.cli import main
+
+    _write_pairs(tmp_path / "data", 2)
+    out = tmp_path / "model.safetensors"
+    recipe = ["--batch-size", "2", "--lr", "5e-4", "--crop-size", "64", "--samples-per-epoch", "4"]
+    recipe += ["--augment", "flips", "--ema", "0.9", "--seed", "7", "--patience", "3"]
+    common = ["train", str(tmp_path / "data"), "--val-split", "val", "--device", "cpu", "--out", str(out)]
+    first = [*common, "--init", tiny_init, "--epochs", "1", "--fine-epochs", "0", *recipe, "--keep-resume-state"]
+    last = out.with_name("model-last.safetensors")
+    assert main(first) == 0
+    started = load_model(last).info.provenance["settings"]
+    assert main([*common, "--resume", str(last), "--epochs", "2", "--keep-resume-state"]) == 0
+    resumed = load_model(last).info.provenance["settings"]
+    assert [h["epoch"] for h in load_model(last).info.provenance["history"]] == [1, 2]
+    assert resumed["epochs"] == 2 and started["epochs"] == 1
+    for name in ("batch_size", "lr", "crop_size", "samples_per_epoch", "augment", "ema_decay", "seed", "patience"):
+        assert resumed[name] == started[name], name
 
 
 def test_closing_the_generator_saves_the_last_state(tmp_path: Path, tiny_init: str) -> None:

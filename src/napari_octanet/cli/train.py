@@ -7,16 +7,21 @@ import os
 import shlex
 import sys
 import time
+from argparse import SUPPRESS
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
-from ..core.training.settings import AUGMENTS, WHOLE_IMAGES, TrainSettings, parse_crop_size
+from ..core.training.settings import AUGMENTS, MIN_BATCH_SIZE, WHOLE_IMAGES, TrainSettings, parse_crop_size
 from ._common import add_precision_option, mixed_precision_of
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
+
+#: A run's settings where neither an option nor a resumed run says otherwise.
+DEFAULTS = TrainSettings()
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +35,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Stage 1 trains SCS, stage 2 SRS with SCS frozen. The best model (by validation Dice) is "
         "written to --out (default: a new float16 model in the model library, see 'octanet models'); while it "
         "runs, the latest state goes to OUT-last.safetensors (for --resume), removed at the end unless "
-        "--keep-resume-state. Ctrl-C keeps the best model and the state.",
+        "--keep-resume-state. Ctrl-C keeps the best model and the state. A resumed run keeps the settings it was "
+        "started with; options given with --resume change them, and the run says which.",
+    )
+    recipe = parser.add_argument_group(
+        "recipe", "what the run learns; with --resume, only the options given here change the resumed run's"
     )
     parser.add_argument("data", nargs="+", metavar="DATA", help="dataset folder(s); all are used together")
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
@@ -45,65 +54,78 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     validation.add_argument(
         "--val-split", default=None, help="validate on this split of the same folders instead (e.g. val; never test)"
     )
-    parser.add_argument("--config", default="lite", choices=tuple(CONFIGS), help="network configuration")
+    recipe.add_argument(
+        "--config", default=SUPPRESS, choices=tuple(CONFIGS), help=f"network configuration (default {DEFAULTS.config})"
+    )
     parser.add_argument(
         "--init", default="scratch", help="'scratch', 'default' (the bundled model) or a checkpoint to fine-tune"
     )
     parser.add_argument("--resume", default=None, help="an OUT-last.safetensors file to continue from")
-    parser.add_argument("--epochs", type=int, default=30, help="stage-1 (SCS) epochs")
-    parser.add_argument("--fine-epochs", type=int, default=None, help="stage-2 (SRS) epochs (default epochs/5)")
-    parser.add_argument(
-        "--batch-size", type=int, default=4, help="crops per step, at least 2 (batch norm; 1 with --freeze-batch-norm)"
+    recipe.add_argument(
+        "--epochs", type=int, default=SUPPRESS, help=f"stage-1 (SCS) epochs (default {DEFAULTS.epochs})"
     )
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--loss", default="dice_bce", choices=tuple(LOSSES))
-    parser.add_argument(
+    recipe.add_argument("--fine-epochs", type=int, default=SUPPRESS, help="stage-2 (SRS) epochs (default epochs/5)")
+    recipe.add_argument(
+        "--batch-size",
+        type=int,
+        default=SUPPRESS,
+        help=f"crops per step (default {DEFAULTS.batch_size}), at least {MIN_BATCH_SIZE} (batch norm; 1 with "
+        "--freeze-batch-norm)",
+    )
+    recipe.add_argument("--lr", type=float, default=SUPPRESS, help=f"learning rate (default {DEFAULTS.lr})")
+    recipe.add_argument("--loss", default=SUPPRESS, choices=tuple(LOSSES), help=f"(default {DEFAULTS.loss})")
+    recipe.add_argument(
         "--crop-size",
         type=_crop_size,
-        default=TrainSettings.crop_size,
-        help=f"training crop side (multiple of 32), or '{WHOLE_IMAGES}': whole images, batched by size",
+        default=SUPPRESS,
+        help=f"training crop side, a multiple of 32 (default {DEFAULTS.crop_size}), or '{WHOLE_IMAGES}': whole "
+        "images, batched by size",
     )
-    parser.add_argument("--samples-per-epoch", type=int, default=None, help="crops per epoch (default: all images)")
-    parser.add_argument("--balance-groups", action="store_true", help="draw each dataset/split equally often")
-    parser.add_argument(
+    recipe.add_argument("--samples-per-epoch", type=int, default=SUPPRESS, help="crops per epoch (default: all images)")
+    recipe.add_argument(
+        "--balance-groups", action="store_true", default=SUPPRESS, help="draw each dataset/split equally often"
+    )
+    recipe.add_argument(
         "--patience",
         type=int,
-        default=TrainSettings.patience,
-        help="early stopping after this many epochs without gain",
+        default=SUPPRESS,
+        help=f"early stopping after this many epochs without gain (default {DEFAULTS.patience})",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--time-budget",
         type=float,
-        default=None,
+        default=SUPPRESS,
         metavar="MINUTES",
         help="stop after this many minutes (10 %% of them for stage 2); the schedule adapts",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--augment",
-        default="full",
+        default=SUPPRESS,
         choices=tuple(AUGMENTS),
-        help="full: flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only",
+        help="full (default): flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--ema",
         type=float,
-        default=TrainSettings.ema_decay,
+        default=SUPPRESS,
         metavar="DECAY",
-        help="validate and keep an exponential moving average of the weights (e.g. 0.999)",
+        help="validate and keep an exponential moving average of the weights (e.g. 0.999; default none)",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--skeleton-recall",
         type=float,
-        default=TrainSettings.skeleton_recall,
+        default=SUPPRESS,
         metavar="WEIGHT",
-        help="add a skeleton recall term of this weight to the loss (thin vessels; 0: none)",
+        help="add a skeleton recall term of this weight to the loss (thin vessels; default "
+        f"{DEFAULTS.skeleton_recall})",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--freeze-batch-norm",
         action="store_true",
+        default=SUPPRESS,
         help="fine-tuning: keep the starting model's batch-norm statistics (suits whole images and small batches)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--seed", type=int, default=SUPPRESS, help=f"(default {DEFAULTS.seed})")
     parser.add_argument(
         "--out", type=Path, default=None, help="best checkpoint path (default: the model library, under --name)"
     )
@@ -126,7 +148,7 @@ def _crop_size(text: str) -> int | None:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def load_data(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+def load_data(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any]]:
     """Training and validation images; files left out (no partner, unreadable) are listed on stderr."""
     from ..core.training.data import split_train_val
 
@@ -135,7 +157,7 @@ def load_data(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
         if args.val_split.lower().startswith("test"):
             raise ValueError("validating on a test split would leak it into model selection; use a val split")
         return train, _images_of_split(args, args.val_split)
-    return split_train_val(train, args.val_fraction, args.seed)
+    return split_train_val(train, args.val_fraction, seed)
 
 
 def _images_of_split(args: argparse.Namespace, split: str) -> list[Any]:
@@ -151,43 +173,63 @@ def _images_of_split(args: argparse.Namespace, split: str) -> list[Any]:
     return images
 
 
-def output_path(args: argparse.Namespace) -> Path:
+def output_path(args: argparse.Namespace, settings: TrainSettings) -> Path:
     """--out, or a new file in the model library named after --name (never an existing one)."""
     if args.out is not None:
         return args.out
     from ..core.library import SUFFIX, models_dir, unique_name
 
-    wanted = args.name or f"octanet-{args.config}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = settings.config if isinstance(settings.config, str) else "custom"
+    wanted = args.name or f"octanet-{config}-{time.strftime('%Y%m%d-%H%M%S')}"
     return models_dir() / f"{unique_name(wanted)}{SUFFIX}"
 
 
+#: The recipe options (argparse dest -> TrainSettings field). They have no argparse default, so
+#: that a resumed run can tell the options given from those left to the run it resumes.
+RECIPE_OPTIONS = {
+    "config": "config",
+    "epochs": "epochs",
+    "fine_epochs": "fine_epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "loss": "loss",
+    "crop_size": "crop_size",
+    "samples_per_epoch": "samples_per_epoch",
+    "balance_groups": "balance_groups",
+    "patience": "patience",
+    "time_budget": "time_budget_minutes",
+    "augment": "augment",
+    "ema": "ema_decay",
+    "skeleton_recall": "skeleton_recall",
+    "freeze_batch_norm": "freeze_batch_norm",
+    "seed": "seed",
+}
+
+
 def settings_from(args: argparse.Namespace) -> TrainSettings:
-    return TrainSettings(
-        out=str(output_path(args)),
-        config=args.config,
+    """The run's settings: the options given, over the resumed run's settings (--resume) or the defaults."""
+    given = {field: getattr(args, dest) for dest, field in RECIPE_OPTIONS.items() if hasattr(args, dest)}
+    if "augment" in given:
+        given["augment"] = AUGMENTS[given["augment"]]
+    base = _resumed_run(args.resume) if args.resume else DEFAULTS
+    settings = replace(base, **given)
+    return replace(
+        settings,
+        out=str(output_path(args, settings)),
         init=args.init,
-        epochs=args.epochs,
-        fine_epochs=args.fine_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss=args.loss,
-        crop_size=args.crop_size,
-        augment=AUGMENTS[args.augment],
-        ema_decay=args.ema,
-        skeleton_recall=args.skeleton_recall,
-        freeze_batch_norm=args.freeze_batch_norm,
-        samples_per_epoch=args.samples_per_epoch,
-        balance_groups=args.balance_groups,
-        patience=args.patience,
-        seed=args.seed,
         device=args.device,
         mixed_precision=mixed_precision_of(args),
         resume=args.resume,
-        time_budget_minutes=args.time_budget,
         overwrite=args.overwrite,
         keep_resume_state=args.keep_resume_state,
         half=args.out is None,
     )
+
+
+def _resumed_run(resume_state: str) -> TrainSettings:
+    from ..core.training.trainer import resumed_settings
+
+    return resumed_settings(resume_state) or DEFAULTS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     settings = settings_from(args)
     check_settings(settings)
-    train, val = load_data(args)
+    train, val = load_data(args, settings.seed)
     groups: dict[str, int] = {}
     for image in train:
         groups[image.group] = groups.get(image.group, 0) + 1

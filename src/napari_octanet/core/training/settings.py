@@ -5,12 +5,12 @@ No torch here, so the dock and the command line can read the defaults without lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..network import NetworkConfig
+from ..network.config import NetworkConfig
 
 #: The share of a time budget that stage 2 (SRS) gets.
 FINE_SHARE = 0.1
@@ -137,3 +137,40 @@ class TrainSettings:
     def last_path(self) -> Path:
         out = Path(self.out)
         return out.with_name(out.stem + "-last" + out.suffix)
+
+
+#: Fields a resumed run's settings may differ in without a word: where the model goes and whether
+#: files may be replaced. Any other difference from the resumed run is reported (``resume_changes``).
+NOT_RECIPE = frozenset({"out", "init", "resume", "overwrite", "keep_resume_state"})
+
+
+def settings_record(settings: TrainSettings) -> dict[str, Any]:
+    """The JSON-able record of a run's settings that its checkpoints keep (``provenance['settings']``)."""
+    return asdict(settings)
+
+
+def settings_from_record(record: Mapping[str, Any]) -> TrainSettings:
+    """The TrainSettings a checkpoint recorded; fields it lacks (older checkpoints) keep their defaults."""
+    values = {f.name: record[f.name] for f in fields(TrainSettings) if f.name in record}
+    if isinstance(values.get("augment"), Mapping):
+        augment = values["augment"].items()
+        values["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in augment})
+    if isinstance(values.get("config"), Mapping):
+        values["config"] = NetworkConfig.from_dict(dict(values["config"]))
+    return TrainSettings(**values)
+
+
+def resume_changes(settings: TrainSettings, resumed: TrainSettings) -> list[str]:
+    """'name: now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
+    now, before = settings_record(settings), settings_record(resumed)
+    return [
+        f"{name} {_shown(getattr(settings, name))} (was {_shown(getattr(resumed, name))})"
+        for name in now
+        if name not in NOT_RECIPE and now[name] != before[name]
+    ]
+
+
+def _shown(value: object) -> object:
+    """A setting as a message shows it: an augmentation by its AUGMENTS name where it has one."""
+    names = [name for name, augment in AUGMENTS.items() if augment == value]
+    return names[0] if names else value

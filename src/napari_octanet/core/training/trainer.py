@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..allocator import tune_allocator
-from ..checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from ..checkpoint import LoadedModel, load_checkpoint, read_info, save_checkpoint
 from ..devices import (
     fast_precision,
     full_precision,
@@ -52,7 +52,14 @@ from .data import (
 )
 from .distributed import Distributed
 from .losses import get_loss, skeleton_recall_loss
-from .settings import MIN_BATCH_SIZE, TrainSettings, default_fine_epochs
+from .settings import (
+    MIN_BATCH_SIZE,
+    TrainSettings,
+    default_fine_epochs,
+    resume_changes,
+    settings_from_record,
+    settings_record,
+)
 
 POLY_POWER = 0.9
 
@@ -66,8 +73,17 @@ def _start_message(run: _Run) -> str:
     device, train, val, settings = run.device, run.train, run.val, run.settings
     precision = precision_name(device, run.mixed_precision)
     message = f"training on {device} in {precision} ({len(train)} training, {len(val)} validation images)"
-    note = whole_image_note(train) if settings.crop_size is None and not settings.freeze_batch_norm else ""
-    return f"{message}; {note}" if note else message
+    notes = [whole_image_note(train) if settings.crop_size is None and not settings.freeze_batch_norm else ""]
+    resumed = resumed_settings(settings.resume) if settings.resume else None
+    if resumed is not None and (changes := resume_changes(settings, resumed)):
+        notes.append("resuming with changed settings: " + ", ".join(changes))
+    return "; ".join([message, *filter(None, notes)])
+
+
+def resumed_settings(resume_state: str | Path) -> TrainSettings | None:
+    """The settings of the run that wrote ``resume_state`` (None if it predates their recording)."""
+    record = read_info(resume_state).provenance.get("settings")
+    return settings_from_record(record) if isinstance(record, dict) else None
 
 
 @dataclass(frozen=True)
@@ -311,7 +327,7 @@ class _Run:
         # float16 needs loss scaling against underflowing gradients; bfloat16 has float32's range.
         half = self.mixed_precision and fast_precision(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=half)
-        self.provenance = {**provenance, "settings": _settings_record(settings)}
+        self.provenance = {**provenance, "settings": settings_record(settings)}
         self.optimizer: torch.optim.Optimizer | None = None
         self.average: WeightAverage | None = None
 
@@ -645,12 +661,6 @@ class _StageClock:
 
     def out_of_time(self) -> bool:
         return self.budget is not None and self.elapsed() >= self.budget
-
-
-def _settings_record(settings: TrainSettings) -> dict[str, Any]:
-    record = asdict(settings)
-    record["augment"] = asdict(settings.augment)
-    return record
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
