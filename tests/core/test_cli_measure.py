@@ -108,3 +108,25 @@ def test_segment_hook_measures_each_mask_into_one_table(tmp_path: Path) -> None:
         ("a.png", "parafovea"),
     ]
     assert rows[-1]["file"] == "b.png" and float(rows[-1]["vad"]) == 0 and rows[-1]["faz_area_mm2"] == ""
+
+
+def test_a_scan_given_as_a_mask_is_refused_with_what_to_do(
+    tmp_path: Path, synthetic_pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    scans, _ = synthetic_pair
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(scans / "eye.png"), "--masks", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "not a vessel mask" in error and "segment the scan first" in error and "Traceback" not in error
+    assert not out.exists()
+
+
+def test_a_mask_with_a_few_label_values_counts_every_nonzero_pixel(tmp_path: Path) -> None:
+    labels = np.zeros((64, 64), dtype=np.uint8)
+    labels[10:20, :] = 1
+    labels[30:35, :] = 2
+    imsave(tmp_path / "painted.png", labels, check_contrast=False)
+    out = tmp_path / "m.csv"
+    assert main(["measure", str(tmp_path / "painted.png"), "--masks", "--out", str(out)]) == 0
+    (row,) = read_rows(out)
+    assert float(row["vad"]) == pytest.approx(100 * 15 / 64)

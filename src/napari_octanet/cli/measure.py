@@ -135,9 +135,11 @@ ImageTriple = tuple[Path, "np.ndarray", "np.ndarray | None"]
 def _masks_and_scans(files: list[Path], scans: Path | None) -> Iterator[ImageTriple]:
     """Each mask (nonzero = vessel) with its scan from ``scans`` (None without ``--scans``)."""
     from ..core.imageio import read_image
+    from ..core.measure import vessel_mask
 
     for path in files:
-        yield path, read_image(path) > 0, _matching_scan(path, scans)
+        mask = vessel_mask(read_image(path), f"{path} (given with --masks)")
+        yield path, mask, _matching_scan(path, scans)
 
 
 def _segmented(files: list[Path], args: argparse.Namespace) -> Iterator[ImageTriple]:

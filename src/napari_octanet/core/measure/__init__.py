@@ -15,6 +15,7 @@ from .records import (
     ScanMeasures,
     iter_measure,
     measure_scan,
+    vessel_mask,
     write_csv,
 )
 from .regions import ETDRS_RINGS, Ring, etdrs_rings
@@ -43,5 +44,6 @@ __all__ = [
     "iter_measure",
     "measure_scan",
     "pixel_size_from_fov",
+    "vessel_mask",
     "write_csv",
 ]

@@ -147,6 +147,24 @@ def _faz_mask(
     return given, ([] if given.any() else ["the FAZ mask is empty: the FAZ columns are left empty"])
 
 
+#: A vessel mask holds a few values (0 and 255, or a few labels); a grey scan or a probability map holds many.
+MAX_MASK_VALUES = 16
+
+
+def vessel_mask(image: np.ndarray, name: str) -> np.ndarray:
+    """A vessel mask read from a file, as booleans (nonzero = vessel); a scan or a map given instead is refused.
+
+    A grey scan taken for a mask would count almost every pixel as vessel without a word.
+    """
+    values = np.unique(image).size
+    if values > MAX_MASK_VALUES:
+        raise ValueError(
+            f"{name} holds {values} different values, so it is a grey scan or a probability map, not a vessel mask "
+            "(a few values, such as 0 and 255): segment the scan first, or threshold the map"
+        )
+    return np.asarray(image) > 0
+
+
 def _two_dimensional(array: np.ndarray, what: str) -> np.ndarray:
     image = np.asarray(array)
     if image.ndim != 2 or 0 in image.shape:
