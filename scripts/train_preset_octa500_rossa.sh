@@ -4,15 +4,16 @@
 # `octanet train`: lite from scratch on the three manual train splits (no SAM labels), flips and
 # turns only, then a second run from its best model at half the learning rate, then a third at
 # lr 5e-4 that validates and keeps a weight average (EMA 0.999), then a fourth at lr 2.5e-4 on whole
-# images with the batch-norm statistics frozen (each batch holds one data set's scans). Each phase
-# is a fixed number of steps (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512;
-# phase 3: 1024 + 256; phase 4: 768 + 256 steps of 8 whole images), so the result does not depend on
-# the machine; the step counts go into the provenance (`octanet info octa500-rossa`). The shipped
+# images with the batch-norm statistics frozen (each batch holds one data set's scans), then a fifth
+# like the fourth but at lr 1e-3 and with no augmentation at all. Each phase is a fixed number of steps
+# (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512; phase 3: 1024 + 256; phase 4:
+# 768 + 256 steps of 8 whole images; phase 5: 384 + 128), so the result does not depend on the
+# machine; the step counts go into the provenance (`octanet info octa500-rossa`). The shipped
 # weights ran phases 1 and 2 under time budgets on one shared H200 (6 and 2.5 minutes), so their
 # steps are at most these, phase 3 on this 2-core CPU (one thread, 85 minutes while other runs
-# shared the CPU) from phase 2's float16 export, and phase 4 on the same CPU (2 threads, bfloat16,
-# about 35 minutes) from phase 3's float16 export. On 2 CPU threads the whole recipe takes about
-# 3.5 hours.
+# shared the CPU) from phase 2's float16 export, phase 4 on the same CPU (2 threads, bfloat16,
+# about 35 minutes) from phase 3's float16 export, and phase 5 (2 threads, bfloat16, about 20
+# minutes) from phase 4's float16 export. On 2 CPU threads the whole recipe takes about 4 hours.
 #
 #   bash scripts/train_preset_octa500_rossa.sh [DATA_ROOT] [RUN_DIR]
 #
@@ -50,6 +51,8 @@ phase phase2 --init "$RUN/phase1.safetensors" --lr 1e-3 --epochs 9 --fine-epochs
 phase phase3 --init "$RUN/phase2.safetensors" --lr 5e-4 --ema 0.999 --epochs 4 --fine-epochs 1 --samples-per-epoch 2048 --seed 3
 phase phase4 --init "$RUN/phase3.safetensors" --lr 2.5e-4 --ema 0.999 --epochs 6 --fine-epochs 2 --samples-per-epoch 1024 --seed 3 \
     --crop-size whole --freeze-batch-norm
+phase phase5 --init "$RUN/phase4.safetensors" --lr 1e-3 --ema 0.999 --epochs 3 --fine-epochs 1 --samples-per-epoch 1024 --seed 3 \
+    --crop-size whole --freeze-batch-norm --augment none
 
-octanet export "$RUN/phase4.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
-    --note "Preset for OCTA-500 and ROSSA scans. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam) with flips and turns only: two phases on one GPU, then a third (weight EMA) and a fourth (whole images, frozen batch-norm statistics) on a CPU (scripts/train_preset_octa500_rossa.sh). Research use only; the data sets' own terms apply."
+octanet export "$RUN/phase5.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
+    --note "Preset for OCTA-500 and ROSSA scans. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam) with flips and turns only: two phases on one GPU, then a third (weight EMA), a fourth (whole images, frozen batch-norm statistics) and a fifth (the same without augmentation) on a CPU (scripts/train_preset_octa500_rossa.sh). Research use only; the data sets' own terms apply."
