@@ -5,15 +5,15 @@
 # turns only, then a second run from its best model at half the learning rate, then a third at
 # lr 5e-4 that validates and keeps a weight average (EMA 0.999), then a fourth at lr 2.5e-4 on whole
 # images with the batch-norm statistics frozen (each batch holds one data set's scans), then a fifth
-# like the fourth but at lr 1e-3 and with no augmentation at all. Each phase is a fixed number of steps
-# (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512; phase 3: 1024 + 256; phase 4:
-# 768 + 256 steps of 8 whole images; phase 5: 384 + 128), so the result does not depend on the
+# and a sixth like the fourth but with no augmentation at all, at lr 1e-3 and then 5e-4. Each phase is
+# a fixed number of steps (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512; phase
+# 3: 1024 + 256; phase 4: 768 + 256 steps of 8 whole images; phases 5 and 6: 384 + 128 each), so the result does not depend on the
 # machine; the step counts go into the provenance (`octanet info octa500-rossa`). The shipped
 # weights ran phases 1 and 2 under time budgets on one shared H200 (6 and 2.5 minutes), so their
 # steps are at most these, phase 3 on this 2-core CPU (one thread, 85 minutes while other runs
 # shared the CPU) from phase 2's float16 export, phase 4 on the same CPU (2 threads, bfloat16,
-# about 35 minutes) from phase 3's float16 export, and phase 5 (2 threads, bfloat16, about 20
-# minutes) from phase 4's float16 export. On 2 CPU threads the whole recipe takes about 4 hours.
+# about 35 minutes) from phase 3's float16 export, and phases 5 and 6 (2 threads, bfloat16, about 20
+# minutes each) from phase 4's float16 export. On 2 CPU threads the whole recipe takes about 4 hours.
 #
 #   bash scripts/train_preset_octa500_rossa.sh [DATA_ROOT] [RUN_DIR]
 #
@@ -53,6 +53,8 @@ phase phase4 --init "$RUN/phase3.safetensors" --lr 2.5e-4 --ema 0.999 --epochs 6
     --crop-size whole --freeze-batch-norm
 phase phase5 --init "$RUN/phase4.safetensors" --lr 1e-3 --ema 0.999 --epochs 3 --fine-epochs 1 --samples-per-epoch 1024 --seed 3 \
     --crop-size whole --freeze-batch-norm --augment none
+phase phase6 --init "$RUN/phase5.safetensors" --lr 5e-4 --ema 0.999 --epochs 3 --fine-epochs 1 --samples-per-epoch 1024 --seed 4 \
+    --crop-size whole --freeze-batch-norm --augment none
 
-octanet export "$RUN/phase5.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
-    --note "Preset for OCTA-500 and ROSSA scans. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam) with flips and turns only: two phases on one GPU, then a third (weight EMA), a fourth (whole images, frozen batch-norm statistics) and a fifth (the same without augmentation) on a CPU (scripts/train_preset_octa500_rossa.sh). Research use only; the data sets' own terms apply."
+octanet export "$RUN/phase6.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
+    --note "Preset for OCTA-500 and ROSSA scans. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam): two phases on one GPU with flips and turns, then on a CPU a third (weight EMA), a fourth (whole images, frozen batch-norm statistics) and a fifth and sixth (the same without augmentation) (scripts/train_preset_octa500_rossa.sh). Research use only; the data sets' own terms apply."

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from napari_octanet.core.checkpoint import load_model, save_checkpoint
 from napari_octanet.core.devices import DeviceError, resolve_device
-from napari_octanet.core.inference import iter_segment, segment, tile_windows
+from napari_octanet.core.inference import UNTURNED_TTA_NOTE, iter_segment, segment, tile_windows
 from napari_octanet.core.network import OctaNet, OctaNetOutput
 from napari_octanet.core.preprocess import InputError, normalise, pad_to_multiple
 from napari_octanet.core.progress import Progress
+from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.thresholds import binarise
+from napari_octanet.core.training.settings import AUGMENTS
 from tiny_models import TINY
 
 
@@ -364,3 +370,12 @@ def test_cpu_inference_uses_bfloat16_only_with_amx_and_when_allowed(monkeypatch,
     assert seen == [torch.bfloat16 if amx else None, None]
     assert (fast.precision, full.precision) == ("bfloat16 autocast" if amx else "float32", "float32")
     assert np.abs(fast.fine - full.fine).max() < 0.05
+
+
+@pytest.mark.parametrize(("augment", "noted"), [("none", True), ("flips", False), ("full", False)])
+def test_tta_on_a_model_trained_without_turns_says_it_costs_dice(tmp_path: Path, augment: str, noted: bool) -> None:
+    provenance = {"settings": {"augment": asdict(AUGMENTS[augment])}}
+    model = load_model(save_checkpoint(tmp_path / "m.safetensors", OctaNet(TINY), provenance=provenance))
+    image = synthetic_octa(64, seed=0)[0]
+    assert (UNTURNED_TTA_NOTE in segment(model, image, device="cpu", tta=True).notes) is noted
+    assert UNTURNED_TTA_NOTE not in segment(model, image, device="cpu").notes

@@ -78,6 +78,8 @@ def iter_segment(
     stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
     choice = resolve_device(device)
     runner = _BatchRunner(network, choice, batch_size, mixed_precision, tta)
+    if tta and isinstance(model, LoadedModel) and not trained_on_turned_views(model):
+        runner.notes.append(UNTURNED_TTA_NOTE)
     runner.fit_batch_to(stack.shape[-2:])
     total = stack.shape[0]
     outputs = np.empty((3, *stack.shape), dtype=np.float32)
@@ -99,6 +101,19 @@ def iter_segment(
     pixel, centerline, fine = (o[0] if was_2d else o for o in outputs)
     precision = precision_name(runner.device, runner.mixed_precision)
     return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes, blank, precision)
+
+
+#: Why averaging rotated and flipped views can hurt: shown when TTA is asked of such a model.
+UNTURNED_TTA_NOTE = (
+    "this model was last trained without flips and quarter turns, so the rotated and flipped views that "
+    "test-time augmentation averages lower its Dice (README: No augmentation); leave TTA off with it"
+)
+
+
+def trained_on_turned_views(model: LoadedModel) -> bool:
+    """Whether the model's last training run drew flipped and turned views (True when it does not say)."""
+    augment = model.info.provenance.get("settings", {}).get("augment")
+    return not isinstance(augment, dict) or bool(augment.get("flips") and augment.get("rot90"))
 
 
 def featureless_note(blank: list[int], was_2d: bool) -> str:
