@@ -112,8 +112,10 @@ UNTURNED_TTA_NOTE = (
 
 def trained_on_turned_views(model: LoadedModel) -> bool:
     """Whether the model's last training run drew flipped and turned views (True when it does not say)."""
-    augment = model.info.provenance.get("settings", {}).get("augment")
-    return not isinstance(augment, dict) or bool(augment.get("flips") and augment.get("rot90"))
+    from .training.settings import recorded_settings
+
+    recorded = recorded_settings(model.info.provenance)
+    return recorded is None or (recorded.augment.flips and recorded.augment.rot90)
 
 
 def featureless_note(blank: list[int], was_2d: bool) -> str:

@@ -160,8 +160,14 @@ def settings_from_record(record: Mapping[str, Any]) -> TrainSettings:
     return TrainSettings(**values)
 
 
+def recorded_settings(provenance: Mapping[str, Any]) -> TrainSettings | None:
+    """The settings a checkpoint's provenance recorded for the run that wrote it (None if it has none)."""
+    record = provenance.get("settings")
+    return settings_from_record(record) if isinstance(record, Mapping) else None
+
+
 def resume_changes(settings: TrainSettings, resumed: TrainSettings) -> list[str]:
-    """'name: now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
+    """'name now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
     now, before = settings_record(settings), settings_record(resumed)
     return [
         f"{name} {_shown(getattr(settings, name))} (was {_shown(getattr(resumed, name))})"

@@ -56,8 +56,8 @@ from .settings import (
     MIN_BATCH_SIZE,
     TrainSettings,
     default_fine_epochs,
+    recorded_settings,
     resume_changes,
-    settings_from_record,
     settings_record,
 )
 
@@ -82,8 +82,7 @@ def _start_message(run: _Run) -> str:
 
 def resumed_settings(resume_state: str | Path) -> TrainSettings | None:
     """The settings of the run that wrote ``resume_state`` (None if it predates their recording)."""
-    record = read_info(resume_state).provenance.get("settings")
-    return settings_from_record(record) if isinstance(record, dict) else None
+    return recorded_settings(read_info(resume_state).provenance)
 
 
 @dataclass(frozen=True)
