@@ -93,6 +93,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     recipe.add_argument(
         "--time-budget",
+        dest="time_budget_minutes",
         type=float,
         default=SUPPRESS,
         metavar="MINUTES",
@@ -106,6 +107,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     recipe.add_argument(
         "--ema",
+        dest="ema_decay",
         type=float,
         default=SUPPRESS,
         metavar="DECAY",
@@ -184,31 +186,31 @@ def output_path(args: argparse.Namespace, settings: TrainSettings) -> Path:
     return models_dir() / f"{unique_name(wanted)}{SUFFIX}"
 
 
-#: The recipe options (argparse dest -> TrainSettings field). They have no argparse default, so
-#: that a resumed run can tell the options given from those left to the run it resumes.
-RECIPE_OPTIONS = {
-    "config": "config",
-    "epochs": "epochs",
-    "fine_epochs": "fine_epochs",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "loss": "loss",
-    "crop_size": "crop_size",
-    "samples_per_epoch": "samples_per_epoch",
-    "balance_groups": "balance_groups",
-    "patience": "patience",
-    "time_budget": "time_budget_minutes",
-    "augment": "augment",
-    "ema": "ema_decay",
-    "skeleton_recall": "skeleton_recall",
-    "freeze_batch_norm": "freeze_batch_norm",
-    "seed": "seed",
-}
+#: The recipe options, by their TrainSettings field (each option's argparse dest). They have no
+#: argparse default, so that a resumed run can tell the options given from those left to the run it resumes.
+RECIPE_FIELDS = (
+    "config",
+    "epochs",
+    "fine_epochs",
+    "batch_size",
+    "lr",
+    "loss",
+    "crop_size",
+    "samples_per_epoch",
+    "balance_groups",
+    "patience",
+    "time_budget_minutes",
+    "augment",
+    "ema_decay",
+    "skeleton_recall",
+    "freeze_batch_norm",
+    "seed",
+)
 
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
     """The run's settings: the options given, over the resumed run's settings (--resume) or the defaults."""
-    given = {field: getattr(args, dest) for dest, field in RECIPE_OPTIONS.items() if hasattr(args, dest)}
+    given = {field: getattr(args, field) for field in RECIPE_FIELDS if hasattr(args, field)}
     if "augment" in given:
         given["augment"] = AUGMENTS[given["augment"]]
     base = _resumed_run(args.resume) if args.resume else DEFAULTS
