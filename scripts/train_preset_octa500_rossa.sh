@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Reproduces the bundled preset `octa500-rossa`,
-# src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors, with the project's own
-# `octanet train`: lite from scratch on the three manual train splits (no SAM labels), flips and
-# turns only, then a second run from its best model at half the learning rate, then a third at
-# lr 5e-4 that validates and keeps a weight average (EMA 0.999), then a fourth at lr 2.5e-4 on whole
-# images with the batch-norm statistics frozen (each batch holds one data set's scans), then a fifth
-# and a sixth like the fourth but with no augmentation at all, at lr 1e-3 and then 5e-4. Each phase is
-# a fixed number of steps (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512; phase
-# 3: 1024 + 256; phase 4: 768 + 256 steps of 8 whole images; phases 5 and 6: 384 + 128 each), so the result does not depend on the
-# machine; the step counts go into the provenance (`octanet info octa500-rossa`). The shipped
-# weights ran phases 1 and 2 under time budgets on one shared H200 (6 and 2.5 minutes), so their
-# steps are at most these, phase 3 on this 2-core CPU (one thread, 85 minutes while other runs
-# shared the CPU) from phase 2's float16 export, phase 4 on the same CPU (2 threads, bfloat16,
-# about 35 minutes) from phase 3's float16 export, and phases 5 and 6 (2 threads, bfloat16, about 20
-# minutes each) from phase 4's float16 export. On 2 CPU threads the whole recipe takes about 4 hours.
+# src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors, with the project's own `octanet
+# train`: lite from scratch on the three manual train splits (no SAM labels), flips and turns only,
+# then a second run from its best model at half the learning rate, then a third at lr 5e-4 that
+# validates and keeps a weight average (EMA 0.999), then a fourth at lr 2.5e-4 on whole images with
+# the batch-norm statistics frozen (each batch holds one data set's scans), then a fifth and a sixth
+# like the fourth but with no augmentation at all, at lr 1e-3 and then 5e-4. Each phase is a fixed
+# number of steps (phase 1: 2560 SCS + 512 SRS steps of 8 crops; phase 2: 2304 + 512; phase 3: 1024
+# + 256; phase 4: 768 + 256 steps of 8 whole images; phases 5 and 6: 384 + 128 each), so the result
+# does not depend on the machine; the step counts go into the provenance (`octanet info
+# octa500-rossa`). The shipped weights ran phases 1 and 2 under time budgets on one shared H200 (6
+# and 2.5 minutes), so their steps are at most these, phase 3 on this 2-core CPU (one thread, 85
+# minutes while other runs shared the CPU) from phase 2's float16 export, phase 4 on the same CPU (2
+# threads, bfloat16, about 35 minutes) from phase 3's float16 export, and phases 5 and 6 (2 threads,
+# bfloat16, about 20 minutes each) from phase 4's float16 export. On 2 CPU threads the whole recipe
+# takes about 4 hours with AMX (bfloat16); a CPU without it trains in float32, and a whole-image step
+# took 3-5 times as long on a 2-core AMD EPYC.
 #
 #   bash scripts/train_preset_octa500_rossa.sh [DATA_ROOT] [RUN_DIR]
 #
