@@ -15,7 +15,7 @@
 # threads, bfloat16, about 35 minutes) from phase 3's float16 export, and phases 5 and 6 (2 threads,
 # bfloat16, about 20 minutes each) from phase 4's float16 export. On 2 CPU threads the whole recipe
 # takes about 4 hours with AMX (bfloat16); a CPU without it trains in float32, and a whole-image step
-# took 3-5 times as long on a 2-core AMD EPYC.
+# took 4-6 times as long on a 2-core AMD EPYC (5.5-12 s against 1.1-1.9 s).
 #
 #   bash scripts/train_preset_octa500_rossa.sh [DATA_ROOT] [RUN_DIR]
 #
