@@ -240,6 +240,20 @@ def test_an_unreadable_file_does_not_stop_the_batch(
     assert "1 of 3 image(s) failed" in error and "b.png" in error and "Traceback" not in error
 
 
+def test_a_batch_whose_every_image_fails_leaves_no_folder_or_table(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    (folder / "b.tif").write_bytes(b"nor a tiff")
+    out = tmp_path / "results" / "run1"
+    assert _segment(str(folder), "--out", str(out), "--measure", checkpoint=checkpoint) == 1
+    assert not (tmp_path / "results").exists()
+    error = capsys.readouterr().err
+    assert "2 of 2 image(s) failed" in error and "Traceback" not in error
+
+
 def test_a_blank_scan_gives_an_empty_mask_and_a_warning_naming_it(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

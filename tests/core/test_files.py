@@ -43,3 +43,12 @@ def test_an_unwritable_folder_is_named_with_the_reason(tmp_path: Path) -> None:
         ensure_writable_folder(blocker / "out")
     ensure_writable_folder(tmp_path / "new" / "folder")
     assert (tmp_path / "new" / "folder").is_dir() and not any((tmp_path / "new" / "folder").iterdir())
+
+
+def test_a_folder_left_to_the_first_write_is_checked_but_not_made(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match=f"cannot write into {blocker / 'out'}"):
+        ensure_writable_folder(blocker / "out", create=False)
+    ensure_writable_folder(tmp_path / "new" / "folder", create=False)
+    assert list(tmp_path.iterdir()) == [blocker]

@@ -110,10 +110,13 @@ def plan_jobs(files: list[Path], out: Path) -> list[Job]:
 
 
 def check_output_folder(out: Path) -> None:
-    """``out`` must be a folder this process can write to; checked before any model is loaded."""
+    """``out`` must be a folder this process can write to; checked before any model is loaded.
+
+    It is made by the first result written, so a batch whose every image fails leaves none.
+    """
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; give a folder for the results")
-    ensure_writable_folder(out)
+    ensure_writable_folder(out, create=False)
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         done = _Pipeline(model, choice.device, args, threshold, measures).run(pending, failures)
         seconds = time.perf_counter() - started
         print(f"segmented {done} image(s) in {seconds:.1f} s: {done / seconds:.2f} images/s", file=sys.stderr)
-    if measures:
+    if measures and measures.rows:
         print(f"measures -> {measures.write()}")
     if failures:
         print(f"{len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)

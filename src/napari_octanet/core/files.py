@@ -35,11 +35,18 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def ensure_writable_folder(folder: Path) -> None:
-    """Create ``folder`` if needed and check that a file can be written in it, before any work starts."""
+def ensure_writable_folder(folder: Path, *, create: bool = True) -> None:
+    """Check that a file can be written in ``folder``, before any work starts.
+
+    With ``create`` the folder is made now. Without it a missing folder is left for the first
+    write to make (:func:`write_atomically` does), so that a run that ends up writing nothing
+    leaves no empty folder behind, and the nearest folder above it that exists is checked instead.
+    """
+    place = folder if create else next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".octanet-write-test-{os.getpid()}-{threading.get_ident()}"
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        probe = place / f".octanet-write-test-{os.getpid()}-{threading.get_ident()}"
         probe.touch()
         probe.unlink()
     except OSError as error:
