@@ -395,3 +395,26 @@ def test_full_precision_reaches_the_network_and_the_log_line(
     add_train_parser(commands)
     args = commands.choices["train"].parse_args(["data", "--out", str(tmp_path / "m.safetensors"), *flag])
     assert settings_from(args).mixed_precision is (False if full else None)
+
+
+def test_threads_reach_torch_before_the_model_runs(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    asked: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    scan = _scan(tmp_path / "a.png")
+    assert _segment(str(scan), "--out", str(tmp_path / "out"), "--threads", "3", checkpoint=checkpoint) == 0
+    assert asked == [3]
+
+
+@pytest.mark.parametrize("command", ["segment", "evaluate", "measure", "train"])
+def test_a_thread_count_below_one_is_refused_by_every_command_that_computes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    out = [] if command == "evaluate" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(tmp_path), *out, "--threads", "0"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "not a positive whole number" in error and "Traceback" not in error

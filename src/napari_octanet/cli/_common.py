@@ -32,6 +32,31 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="average the 8 rotations and flips of each image (8x slower, a little better)",
     )
     add_precision_option(parser)
+    add_threads_option(parser)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice, every core); set it when several runs share the CPU",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Give torch the CPU threads that ``--threads`` asks for, before any work starts."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +105,7 @@ def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]
     from ..core.checkpoint import load_model
     from ..core.devices import precision_name, resolve_device, uses_fast_precision
 
+    apply_threads(args)
     choice = resolve_device(args.device)
     path = model_path_of(args)
     model = load_model(path, choice.device)

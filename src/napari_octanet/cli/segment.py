@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 
 from ..core.files import ensure_writable_folder, write_atomically
 from ..core.thresholds import DEFAULT_SPECK_SIZE
-from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of, model_path_of
+from ._common import (
+    add_mask_options,
+    add_model_options,
+    load_model_for,
+    mixed_precision_of,
+    model_path_of,
+    positive_int,
+)
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
 
@@ -37,13 +44,6 @@ if TYPE_CHECKING:
 PROBABILITY_SUFFIX = "_probability.tif"
 MASK_SUFFIX = "_vessels.png"
 OUTPUT_SUFFIXES = (PROBABILITY_SUFFIX, MASK_SUFFIX)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
-    return value
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

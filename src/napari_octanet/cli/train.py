@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
 from ..core.training.settings import AUGMENTS, MIN_BATCH_SIZE, WHOLE_IMAGES, TrainSettings, parse_crop_size
-from ._common import add_precision_option, mixed_precision_of
+from ._common import add_precision_option, add_threads_option, apply_threads, mixed_precision_of
 
 if TYPE_CHECKING:
     from ..core.training.trainer import TrainEvent, TrainResult
@@ -137,7 +137,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--keep-resume-state", action="store_true", help="keep OUT-last.safetensors after a completed run"
     )
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    add_threads_option(parser)
     add_precision_option(parser)
     parser.add_argument("--note", default="", help="free text stored in the checkpoint's provenance")
     parser.set_defaults(run=run)
@@ -235,12 +235,9 @@ def _resumed_run(resume_state: str) -> TrainSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..core.training.trainer import check_settings, iter_train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
     settings = settings_from(args)
     check_settings(settings)
