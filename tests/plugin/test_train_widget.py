@@ -258,6 +258,19 @@ def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewe
     assert widget.form["fine_epochs"].value == 6
 
 
+def test_augmentation_follows_how_the_starting_model_was_last_trained(make_napari_viewer, tmp_path, tiny_start):
+    widget = dock(make_napari_viewer(), tmp_path)
+    assert widget.form["augment"].value, "a model that does not say how it was trained gets the usual augmentation"
+    widget.form["model"].value = "octa500-rossa"  # its last phases drew no flips or turns
+    assert not widget.form["augment"].value
+    widget.form["model"].value = START
+    assert widget.form["augment"].value
+    widget.form["augment"].value = False
+    for model in ("default", "octa500-rossa", START):
+        widget.form["model"].value = model
+        assert not widget.form["augment"].value, "the user's own choice stays"
+
+
 def test_an_untouched_form_asks_for_the_cores_fine_tuning_defaults(scan_viewer, model_library):
     """The form's starting values and a request made without them come from one place in the core."""
     widget = TrainWidget(scan_viewer, synchronous=True)

@@ -112,10 +112,9 @@ UNTURNED_TTA_NOTE = (
 
 def trained_on_turned_views(model: LoadedModel) -> bool:
     """Whether the model's last training run drew flipped and turned views (True when it does not say)."""
-    from .training.settings import recorded_settings
+    from .training.settings import drew_turned_views
 
-    recorded = recorded_settings(model.info.provenance)
-    return recorded is None or (recorded.augment.flips and recorded.augment.rot90)
+    return drew_turned_views(model.info.provenance)
 
 
 def featureless_note(blank: list[int], was_2d: bool) -> str:

@@ -36,6 +36,7 @@ from napari_octanet.core.training.settings import (
     MIN_BATCH_SIZE,
     TrainSettings,
     default_fine_epochs,
+    drew_turned_views,
 )
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
@@ -204,7 +205,9 @@ class TrainWidget(ScrollingDock):
             name="augment",
             value=True,
             text="augment (flips, rotations, contrast, noise)",
-            tooltip="Random flips, rotations, gamma, contrast and noise on the training crops",
+            tooltip="Random flips, rotations, gamma, contrast and noise on the training crops. Set to "
+            "how the starting model was last trained: off for a model that never saw such views "
+            "(octa500-rossa), since drawing them costs it Dice",
         )
         self._name = LineEdit(
             name="name",
@@ -243,6 +246,8 @@ class TrainWidget(ScrollingDock):
         self._advance_output_defaults(force=True)
         self._model.value = self._default_start()
         self._model_kind = self._kind(self._model.value)
+        self._suggested_augment = self._augment_by_user = False
+        self._augment.changed.connect(self._on_augment_changed)
         self._on_model_changed()
         self._model.changed.connect(self._on_model_changed)
         self._epochs_shown = int(self._epochs.value)
@@ -325,6 +330,25 @@ class TrainWidget(ScrollingDock):
         if kind != self._model_kind and np.isclose(self._lr.value, suggested[self._model_kind]):
             self._lr.value = suggested[kind]
         self._model_kind = kind
+        self._suggested_augment = self._augment_suits(entry)
+        if not self._augment_by_user:
+            self._augment.value = self._suggested_augment
+
+    def _on_augment_changed(self) -> None:
+        """A box the user set against the starting model's suggestion stays as they set it."""
+        self._augment_by_user = self._augment.value != self._suggested_augment
+
+    @staticmethod
+    def _augment_suits(entry: ModelEntry | None) -> bool:
+        """Augment unless the registered starting model's last run drew no flipped or turned views."""
+        from napari_octanet.core.checkpoint import read_info  # imports torch, so not at start-up
+
+        if entry is None:
+            return True
+        try:
+            return drew_turned_views(read_info(entry.path).provenance)
+        except (OSError, ValueError):
+            return True
 
     def _on_model_registered(self, _: ModelEntry) -> None:
         self._model.reset_choices()

@@ -166,6 +166,16 @@ def recorded_settings(provenance: Mapping[str, Any]) -> TrainSettings | None:
     return settings_from_record(record) if isinstance(record, Mapping) else None
 
 
+def drew_turned_views(provenance: Mapping[str, Any]) -> bool:
+    """Whether the run that wrote a checkpoint drew flipped and turned views (True when it does not say).
+
+    A model whose last run drew none (``octa500-rossa``) loses Dice to those views, both averaged at
+    test time and drawn again in fine-tuning (README: No augmentation).
+    """
+    recorded = recorded_settings(provenance)
+    return recorded is None or (recorded.augment.flips and recorded.augment.rot90)
+
+
 def resume_changes(settings: TrainSettings, resumed: TrainSettings) -> list[str]:
     """'name now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
     now, before = settings_record(settings), settings_record(resumed)
