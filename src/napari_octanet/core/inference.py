@@ -21,6 +21,7 @@ from .devices import DeviceChoice, precision_name, reduced_precision, resolve_de
 from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 from .progress import Progress, run_to_end
+from .training.settings import drew_turned_views
 
 #: The maps a score or a figure can be taken from: SRS output, either coarse map, or their max.
 MAP_CHOICES = ("fine", "pixel", "centerline", "coarse")
@@ -78,7 +79,7 @@ def iter_segment(
     stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
     choice = resolve_device(device)
     runner = _BatchRunner(network, choice, batch_size, mixed_precision, tta)
-    if tta and isinstance(model, LoadedModel) and not trained_on_turned_views(model):
+    if tta and isinstance(model, LoadedModel) and not drew_turned_views(model.info.provenance):
         runner.notes.append(UNTURNED_TTA_NOTE)
     runner.fit_batch_to(stack.shape[-2:])
     total = stack.shape[0]
@@ -108,13 +109,6 @@ UNTURNED_TTA_NOTE = (
     "this model was last trained without flips and quarter turns, so the rotated and flipped views that "
     "test-time augmentation averages lower its Dice (README: No augmentation); leave TTA off with it"
 )
-
-
-def trained_on_turned_views(model: LoadedModel) -> bool:
-    """Whether the model's last training run drew flipped and turned views (True when it does not say)."""
-    from .training.settings import drew_turned_views
-
-    return drew_turned_views(model.info.provenance)
 
 
 def featureless_note(blank: list[int], was_2d: bool) -> str:
