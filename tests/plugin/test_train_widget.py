@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +16,25 @@ import pytest
 from safetensors import safe_open
 
 from napari_octanet.core import inference
-from napari_octanet.core.checkpoint import load_checkpoint
+from napari_octanet.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_octanet.core.library import ENV_VAR
+from napari_octanet.core.network import OctaNet
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
 from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
-from napari_octanet.core.training.settings import FINE_TUNE_BATCH_SIZE, FINE_TUNE_EPOCHS, FINE_TUNE_LR, MIN_BATCH_SIZE
+from napari_octanet.core.training.settings import (
+    AUGMENTS,
+    FINE_TUNE_BATCH_SIZE,
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LR,
+    MIN_BATCH_SIZE,
+)
 from napari_octanet.plugin import train_widget as train_module
+from napari_octanet.plugin._model_choice import CHECKPOINT_FILE
 from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
+from tiny_models import TINY
 
 START = "tiny-start"
 
@@ -269,6 +279,28 @@ def test_augmentation_follows_how_the_starting_model_was_last_trained(make_napar
     for model in ("default", "octa500-rossa", START):
         widget.form["model"].value = model
         assert not widget.form["augment"].value, "the user's own choice stays"
+
+
+def test_augmentation_follows_a_checkpoint_file_too(make_napari_viewer, tmp_path, tiny_start):
+    provenance = {"settings": {"augment": asdict(AUGMENTS["none"])}}
+    unturned = save_checkpoint(tmp_path / "unturned.safetensors", OctaNet(TINY), provenance=provenance)
+    widget = dock(make_napari_viewer(), tmp_path, start=CHECKPOINT_FILE)
+    assert widget.form["augment"].value, "no file picked yet: the usual augmentation"
+    widget.form["checkpoint"].value = unturned
+    assert not widget.form["augment"].value
+    widget.form["checkpoint"].value = tiny_start
+    assert widget.form["augment"].value
+
+
+def test_a_learning_rate_the_user_set_stays_even_where_it_equals_a_suggestion(make_napari_viewer, tmp_path, tiny_start):
+    widget = dock(make_napari_viewer(), tmp_path)
+    widget.form["lr"].value = 1e-3  # what the dock suggests from scratch, typed while fine-tuning
+    for model in (SCRATCH, START, SCRATCH, START):
+        widget.form["model"].value = model
+        assert widget.form["lr"].value == pytest.approx(1e-3)
+    widget.form["lr"].value = 1e-4  # back to the suggestion: the dock suggests again
+    widget.form["model"].value = SCRATCH
+    assert widget.form["lr"].value == pytest.approx(1e-3)
 
 
 def test_an_untouched_form_asks_for_the_cores_fine_tuning_defaults(scan_viewer, model_library):

@@ -41,6 +41,7 @@ from napari_octanet.core.training.settings import (
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
+from ._suggested import Suggested
 from ._train_curve import LossCurve
 from ._train_job import TrainOutcome, TrainProgress, TrainRequest, keep_best, train_job
 from ._train_pairs import PairTable
@@ -245,12 +246,11 @@ class TrainWidget(ScrollingDock):
         self._auto_name = self._request_name = ""
         self._advance_output_defaults(force=True)
         self._model.value = self._default_start()
-        self._model_kind = self._kind(self._model.value)
-        self._suggested_augment = self._augment_by_user = False
-        self._augment.changed.connect(self._on_augment_changed)
+        self._suggested_lr, self._suggested_augment = Suggested(self._lr), Suggested(self._augment)
+        self._suggested_fine_epochs = Suggested(self._fine_epochs)
         self._on_model_changed()
         self._model.changed.connect(self._on_model_changed)
-        self._epochs_shown = int(self._epochs.value)
+        self._checkpoint.changed.connect(self._on_checkpoint_changed)
         self._epochs.changed.connect(self._on_epochs_changed)
         self._controls.run_button.changed.connect(self.train)
         self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed)
@@ -267,9 +267,7 @@ class TrainWidget(ScrollingDock):
 
     def _on_epochs_changed(self, epochs: int) -> None:
         """Stage-2 epochs follow a fifth of stage 1's, unless the user set them."""
-        if self._fine_epochs.value == default_fine_epochs(self._epochs_shown):
-            self._fine_epochs.value = default_fine_epochs(epochs)
-        self._epochs_shown = int(epochs)
+        self._suggested_fine_epochs.suggest(default_fine_epochs(epochs))
 
     def _on_layers_changed(self) -> None:
         self._pairs.reset_choices()
@@ -311,10 +309,6 @@ class TrainWidget(ScrollingDock):
             return DEFAULT_NAME
         return names[0] if names else SCRATCH
 
-    @staticmethod
-    def _kind(choice: str) -> str:
-        return "scratch" if choice == SCRATCH else "trained"
-
     def _on_model_changed(self) -> None:
         choice = self._model.value
         self._checkpoint.visible = choice == CHECKPOINT_FILE
@@ -325,30 +319,20 @@ class TrainWidget(ScrollingDock):
             else "The weights training starts from: a registered model (the bundled default, models "
             "trained here), a checkpoint file, or untrained 'lite' weights"
         )
-        kind = self._kind(choice)
-        suggested = {"scratch": TrainSettings.lr, "trained": FINE_TUNE_LR}
-        if kind != self._model_kind and np.isclose(self._lr.value, suggested[self._model_kind]):
-            self._lr.value = suggested[kind]
-        self._model_kind = kind
-        self._suggested_augment = self._augment_suits(entry)
-        if not self._augment_by_user:
-            self._augment.value = self._suggested_augment
+        self._suggested_lr.suggest(TrainSettings.lr if choice == SCRATCH else FINE_TUNE_LR)
+        self._on_checkpoint_changed()
 
-    def _on_augment_changed(self) -> None:
-        """A box the user set against the starting model's suggestion stays as they set it."""
-        self._augment_by_user = self._augment.value != self._suggested_augment
+    def _on_checkpoint_changed(self) -> None:
+        self._suggested_augment.suggest(_augment_suits(self._starting_file()))
 
-    @staticmethod
-    def _augment_suits(entry: ModelEntry | None) -> bool:
-        """Augment unless the registered starting model's last run drew no flipped or turned views."""
-        from napari_octanet.core.checkpoint import read_info  # imports torch, so not at start-up
-
-        if entry is None:
-            return True
-        try:
-            return drew_turned_views(read_info(entry.path).provenance)
-        except (OSError, ValueError):
-            return True
+    def _starting_file(self) -> Path | None:
+        """The checkpoint the run would start from, where the form names one that exists."""
+        choice = self._model.value
+        if choice == CHECKPOINT_FILE:
+            path = Path(str(self._checkpoint.value)).expanduser()
+            return path if path.is_file() else None
+        entry = registry.get(choice)
+        return Path(entry.path) if entry else None
 
     def _on_model_registered(self, _: ModelEntry) -> None:
         self._model.reset_choices()
@@ -509,6 +493,18 @@ class TrainWidget(ScrollingDock):
             name = self._register(request, kept, "best model before the failure")
             notifications.show_info(f"The best model before the failure is kept as {kept} and listed as {name!r}.")
             self._advance_output_defaults()
+
+
+def _augment_suits(checkpoint: Path | None) -> bool:
+    """Augment unless the starting checkpoint's last run drew no flipped or turned views."""
+    from napari_octanet.core.checkpoint import read_info  # imports torch, so not at start-up
+
+    if checkpoint is None:
+        return True
+    try:
+        return drew_turned_views(read_info(checkpoint).provenance)
+    except (OSError, ValueError):
+        return True
 
 
 def _score(outcome: TrainOutcome) -> str:
