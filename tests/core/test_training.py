@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -478,9 +479,10 @@ def test_two_process_gloo_training(tmp_path: Path, tiny_init: str) -> None:
     assert result.stderr.count("stage 1 epoch 1/2: loss") == 1
 
 
-def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Start ``octanet train`` and send it Ctrl-C (SIGINT) once stderr shows ``after``."""
-    import signal
+def _interrupted_training(
+    tmp_path: Path, tiny_init: str, after: str, signum: signal.Signals = signal.SIGINT
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Start ``octanet train`` and send it ``signum`` (Ctrl-C's SIGINT) once stderr shows ``after``."""
 
     _write_pairs(tmp_path / "data", 2)
     out = tmp_path / "model.safetensors"
@@ -502,7 +504,7 @@ def _interrupted_training(tmp_path: Path, tiny_init: str, after: str) -> tuple[s
     while after not in seen:
         seen += process.stderr.read(1)
         assert process.poll() is None or after in seen, seen
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(command, process.returncode, stdout, seen + stderr), out
 
@@ -512,6 +514,16 @@ def test_ctrl_c_after_an_epoch_keeps_the_best_model_and_exits_130(tmp_path: Path
     result, out = _interrupted_training(tmp_path, tiny_init, "stage 1 epoch 2/1000")
     assert result.returncode == 130, result.stderr[-2000:]
     assert f"the best model so far is kept at {out}" in result.stderr and "Traceback" not in result.stderr
+    assert load_model(out).info.provenance["epochs_run"] >= 1
+    assert out.with_name("model-last.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_after_an_epoch_keeps_the_best_model_and_the_resume_state(tmp_path: Path, tiny_init: str) -> None:
+    result, out = _interrupted_training(tmp_path, tiny_init, "stage 1 epoch 2/1000", signal.SIGTERM)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
+    assert "stopped by SIGTERM" in result.stderr and "Traceback" not in result.stderr
+    assert f"the best model so far is kept at {out}" in result.stderr
     assert load_model(out).info.provenance["epochs_run"] >= 1
     assert out.with_name("model-last.safetensors").is_file()
 

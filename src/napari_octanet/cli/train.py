@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from argparse import SUPPRESS
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Stage 1 trains SCS, stage 2 SRS with SCS frozen. The best model (by validation Dice) is "
         "written to --out (default: a new float16 model in the model library, see 'octanet models'); while it "
         "runs, the latest state goes to OUT-last.safetensors (for --resume), removed at the end unless "
-        "--keep-resume-state. Ctrl-C keeps the best model and the state. A resumed run keeps the settings it was "
+        "--keep-resume-state. Ctrl-C, or SIGTERM (kill, a batch scheduler's time limit), keeps the best model and "
+        "the state. A resumed run keeps the settings it was "
         "started with; options given with --resume change them, and the run says which.",
     )
     recipe = parser.add_argument_group(
@@ -254,16 +257,19 @@ def run(args: argparse.Namespace) -> int:
     }
     bar = _ProgressBar(enabled=is_main)
     generator = iter_train(train, val, settings, provenance=provenance)
+    stopped_by: list[signal.Signals] = []
     try:
-        result = bar.follow(generator)
+        with _stopping_on(signal.SIGTERM, stopped_by):
+            result = bar.follow(generator)
     except KeyboardInterrupt:
         bar.close()
         generator.close()
         result = None
     if result is None or result.stopped == "cancelled":
+        how = f"stopped by {stopped_by[0].name}" if stopped_by else "interrupted"
         if is_main:
-            print(f"octanet train: interrupted; {_what_was_kept(settings)}", file=sys.stderr)
-        return 130
+            print(f"octanet train: {how}; {_what_was_kept(settings)}", file=sys.stderr)
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     if not is_main:
         return 0
     if result.best_path is None:
@@ -273,6 +279,26 @@ def run(args: argparse.Namespace) -> int:
     state = f"; resume state {result.last_path}" if result.last_path is not None else ""
     print(f"training {result.stopped}: {score}; model {result.best_path}{state}")
     return 0
+
+
+@contextmanager
+def _stopping_on(signum: signal.Signals, received: list[signal.Signals]) -> Iterator[None]:
+    """Treat ``signum`` as Ctrl-C, so that the run keeps its best model and resume state, noting it in ``received``.
+
+    ``kill`` and batch schedulers (a job's time limit, pre-emption) send SIGTERM, which would
+    otherwise end the process at once and lose the epoch under way and the optimizer state; and
+    a run started in the background by a script ignores SIGINT.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum))
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def _what_was_kept(settings: TrainSettings) -> str:
