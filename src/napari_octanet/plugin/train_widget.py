@@ -329,10 +329,13 @@ class TrainWidget(ScrollingDock):
         """The checkpoint the run would start from, where the form names one that exists."""
         choice = self._model.value
         if choice == CHECKPOINT_FILE:
-            path = Path(str(self._checkpoint.value)).expanduser()
+            path = self._checkpoint_file()
             return path if path.is_file() else None
         entry = registry.get(choice)
         return Path(entry.path) if entry else None
+
+    def _checkpoint_file(self) -> Path:
+        return Path(str(self._checkpoint.value)).expanduser()
 
     def _on_model_registered(self, _: ModelEntry) -> None:
         self._model.reset_choices()
@@ -442,7 +445,7 @@ class TrainWidget(ScrollingDock):
         if choice == SCRATCH:
             return None
         if choice == CHECKPOINT_FILE:
-            path = Path(str(self._checkpoint.value)).expanduser()
+            path = self._checkpoint_file()
             if not path.is_file():
                 raise FormError("Pick the checkpoint file (.safetensors) to start from, under 'checkpoint'.")
             return str(path)
