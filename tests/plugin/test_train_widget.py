@@ -76,9 +76,21 @@ def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=ST
     return widget
 
 
-def test_importing_the_dock_does_not_import_torch():
-    code = "import sys, napari_octanet.plugin.train_widget; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+def test_building_the_dock_and_picking_a_checkpoint_file_does_not_import_torch(tiny_checkpoint):
+    """Opening the dock must stay quick: torch takes seconds to import, so it waits for a run."""
+    code = f"""
+import sys
+import napari
+from napari_octanet.plugin._model_choice import CHECKPOINT_FILE
+from napari_octanet.plugin.train_widget import TrainWidget
+widget = TrainWidget(napari.Viewer(show=False))
+widget.form["model"].value = CHECKPOINT_FILE
+widget.form["checkpoint"].value = {str(tiny_checkpoint)!r}
+assert widget.form["augment"].value, "the tiny checkpoint's provenance does not rule out augmenting"
+sys.exit("torch was imported" if "torch" in sys.modules else 0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_synchronous_run_registers_a_model_the_segment_dock_offers(

@@ -2,6 +2,9 @@
 
 One file holds both, so the weights and the description of the network that reads them
 cannot drift apart, and a write is one atomic rename. No pickled objects are ever loaded.
+
+Reading a header (:func:`read_info`) needs no torch, so the docks and the model list can describe
+checkpoints at start-up; torch loads only where weights are written or loaded.
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
 from .files import write_atomically
-from .network import NetworkConfig, OctaNet
+from .network import NetworkConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from .network import OctaNet
 
 FORMAT = "napari-octanet-checkpoint"
 FORMAT_VERSION = 1
@@ -75,6 +81,8 @@ def save_checkpoint(
 
     ``half`` stores floating-point weights as float16 (half the size; loading casts them back).
     """
+    from safetensors.torch import save
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = CheckpointInfo(network.config, provenance or {}, training_state or {})
@@ -86,6 +94,8 @@ def save_checkpoint(
 
 
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    import torch
+
     tensor = tensor.detach().to("cpu")
     if half and tensor.is_floating_point():
         tensor = tensor.to(torch.float16)
@@ -95,15 +105,16 @@ def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
 def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Read and check a checkpoint's config without loading its weights."""
     path = Path(path)
-    metadata = _open(path, lambda f: f.metadata())
+    metadata = _open(path, lambda f: f.metadata(), framework="numpy")
     return _parse_metadata(path, metadata)
 
 
-def _open(path: Path, read: Any) -> Any:
+def _open(path: Path, read: Any, framework: str = "pt") -> Any:
+    """Apply ``read`` to the open file; ``framework`` is the tensor kind it gets ("numpy" needs no torch)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
+        with safe_open(str(path), framework=framework, device="cpu") as handle:
             return read(handle)
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
@@ -142,6 +153,8 @@ def load_checkpoint(
     path: str | os.PathLike[str], device: torch.device | str = "cpu"
 ) -> tuple[LoadedModel, dict[str, torch.Tensor]]:
     """Rebuild the network from a checkpoint; also return any stored optimizer tensors."""
+    from .network import OctaNet
+
     path = Path(path)
 
     def read_all(handle: Any) -> tuple[dict[str, str] | None, dict[str, torch.Tensor]]:
@@ -183,6 +196,8 @@ def _check_weights(path: Path, network: OctaNet, weights: dict[str, torch.Tensor
 
 def _check_finite(path: Path, weights: dict[str, torch.Tensor]) -> None:
     """Refuse weights with NaN or infinite values: such a model's every output would be garbage."""
+    import torch
+
     broken = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if broken:
         raise CheckpointError(

@@ -4,7 +4,7 @@ The folder is ``$NAPARI_OCTANET_MODELS`` when that is set, otherwise platformdir
 folder for napari-octanet plus ``models``. Every ``*.safetensors`` file under it (recursively) is
 a model named by its file stem; ``<name>-last.safetensors`` files are a run's resume state, not
 models, and hidden folders (a run's working files) are skipped. Listing only looks at file
-names: nothing here imports torch until a checkpoint is read or written.
+names, and reading a header needs no torch: torch loads only when weights are loaded or written.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .checkpoint import load_checkpoint, read_info, save_checkpoint
 
 ENV_VAR = "NAPARI_OCTANET_MODELS"
 SUFFIX = ".safetensors"
@@ -88,8 +90,6 @@ def save_to_library(
     Resume state (optimizer tensors, training state) is left behind: a library model is for use
     and fine-tuning. ``provenance`` is added to what the checkpoint already records.
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
-
     root = models_dir() if root is None else root
     model, _ = load_checkpoint(checkpoint)
     target = root / f"{unique_name(name, root)}{SUFFIX}"
@@ -99,8 +99,6 @@ def save_to_library(
 
 def summarise(model: LibraryModel) -> ModelSummary:
     """Size, date and validation Dice of one model (reads the checkpoint's header, not its weights)."""
-    from .checkpoint import read_info
-
     stat = model.path.stat()
     best = read_info(model.path).provenance.get("best_validation")
     val_dice = best.get("val_dice") if isinstance(best, dict) else None

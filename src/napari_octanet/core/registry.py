@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+
+from .checkpoint import read_info
 
 DEFAULT_NAME = "default"
 #: Names that resolve to the bundled model without being listed (the configuration's name).
@@ -117,8 +118,6 @@ class ModelRegistry:
 
     def register(self, path: str | Path, name: str | None = None, description: str = "") -> ModelEntry:
         """Add (or replace) a checkpoint under a name; the file must be a valid checkpoint."""
-        from .checkpoint import read_info  # imports torch: only when a model is added
-
         path = Path(path).resolve()
         info = read_info(path)
         entry = ModelEntry(name or path.stem, path, description or f"{info.network.name} checkpoint {path.name}")
@@ -167,15 +166,6 @@ class ModelRegistry:
             )
         known = ", ".join(self.names()) or "none"
         raise ModelNotFoundError(f"model {str(spec)!r} is neither a registered model ({known}) nor a checkpoint file")
-
-
-def __getattr__(name: str) -> Any:
-    """Re-export CheckpointError without importing torch when only listing models (GUI start-up)."""
-    if name == "CheckpointError":
-        from .checkpoint import CheckpointError
-
-        return CheckpointError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: The process-wide registry shared by the CLI and the napari widgets.

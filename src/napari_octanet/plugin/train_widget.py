@@ -26,6 +26,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QWidget
 from superqt.utils import ensure_main_thread
 
+from napari_octanet.core.checkpoint import read_info
 from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
@@ -500,8 +501,6 @@ class TrainWidget(ScrollingDock):
 
 def _augment_suits(checkpoint: Path | None) -> bool:
     """Augment unless the starting checkpoint's last run drew no flipped or turned views."""
-    from napari_octanet.core.checkpoint import read_info  # imports torch, so not at start-up
-
     if checkpoint is None:
         return True
     try:
