@@ -105,6 +105,24 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, tiny_init: str) -
     assert epochs == [(1, 1), (1, 2), (1, 3), (1, 4)]
 
 
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_step_as_if_unbroken(tmp_path: Path, tiny_init: str) -> None:
+    images = tiny_images()
+    recipe = dict(epochs=2, fine_epochs=0, ema_decay=0.9, keep_resume_state=True)
+    unbroken = train(images, [], settings(tmp_path / "unbroken", tiny_init, **recipe))
+    steps_taken = iter(range(100))
+    stopped = train(
+        images, [], settings(tmp_path / "broken", tiny_init, **recipe), should_stop=lambda: next(steps_taken) == 6
+    )
+    assert stopped.stopped == "cancelled"
+    assert load_checkpoint(stopped.last_path)[0].info.training_state["epoch_step"] == 2
+    resumed_run = settings(tmp_path / "broken", tiny_init, **recipe, resume=str(stopped.last_path))
+    events = list(_events(iter_train(images, [], resumed_run)))
+    assert [e.step for e in events if e.kind == "step"] == [3, 4], "only the epoch's last two steps are left"
+    expected, got = load_model(unbroken.last_path).network.state_dict(), load_model(resumed_run.last_path()).network
+    for key, value in got.state_dict().items():
+        torch.testing.assert_close(value, expected[key], msg=key)
+
+
 def test_a_resumed_run_names_each_setting_it_changes(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images()
     first = settings(tmp_path, tiny_init, epochs=1, fine_epochs=0, lr=5e-4, keep_resume_state=True)

@@ -121,6 +121,10 @@ class TrainState:
 
     stage: int = 1
     epoch: int = 0
+    #: Steps finished in the epoch under way, and the sum of their losses: a run stopped
+    #: mid-epoch resumes at the next step, with the same batches an unbroken run would draw.
+    epoch_step: int = 0
+    epoch_loss_sum: float = 0.0
     #: The stage's best validation Dice, or minus its lowest mean training loss without validation;
     #: None until an epoch has finished.
     best_score: float | None = None
@@ -226,6 +230,7 @@ def iter_train(
                 run.restore_best(state)
                 # The best model is judged on the SRS output from here on.
                 state.stage, state.epoch, state.bad_epochs, state.stage_seconds, state.ema_updates = 2, 0, 0, 0.0, 0
+                state.epoch_step, state.epoch_loss_sum = 0, 0.0
                 if settings.stage_epochs[1] > 0:
                     state.best_score = None
     except (_Stop, KeyboardInterrupt):
@@ -358,19 +363,22 @@ class _Run:
         clock = _StageClock(state.stage_seconds, self.settings.stage_budget_seconds(stage))
         for epoch in range(state.epoch, epochs):
             started = time.perf_counter()
-            losses: list[float] = []
             batches = self._batches(stage, epoch, samples)
+            for _ in range(state.epoch_step):  # the batches a run stopped mid-epoch already trained on
+                next(batches)
             if self.device.type != "cpu":
                 batches = prefetched(batches)
-            for step in range(steps):
+            for step in range(state.epoch_step, steps):
                 if should_stop():
                     raise _Stop
                 if clock.out_of_time():
                     break
                 self._set_learning_rate(max((epoch + step / steps) / epochs, clock.fraction()))
-                losses.append(self._step(stage, wrapped, next(batches)))
+                loss = self._step(stage, wrapped, next(batches))
                 if self.average is not None:
                     self.average.update()
+                state.epoch_step, state.epoch_loss_sum = step + 1, state.epoch_loss_sum + loss
+                state.stage_seconds = clock.elapsed()
                 yield TrainEvent(
                     "step",
                     stage,
@@ -378,13 +386,13 @@ class _Run:
                     epochs,
                     step + 1,
                     steps,
-                    float(np.mean(losses)),
+                    state.epoch_loss_sum / state.epoch_step,
                     best_dice=self.best_val_dice(state),
                 )
-            state.stage_seconds = clock.elapsed()
-            if not losses:
+            if state.epoch_step == 0:
                 return False
-            yield self._end_epoch(state, stage, (epoch, epochs), (len(losses), steps), float(np.mean(losses)), started)
+            steps_run, loss = state.epoch_step, state.epoch_loss_sum / state.epoch_step
+            yield self._end_epoch(state, stage, (epoch, epochs), (steps_run, steps), loss, started)
             if state.bad_epochs >= self.settings.patience:
                 return True
             if clock.out_of_time():
@@ -419,7 +427,7 @@ class _Run:
             scores = self._validate(stage)
             improved = self._record_epoch(state, stage, (epoch, steps_run), loss, scores, started, trained)
         val_dice = scores.dice
-        state.epoch = epoch + 1
+        state.epoch, state.epoch_step, state.epoch_loss_sum = epoch + 1, 0, 0.0
         self.save_last(state, self.optimizer)
         message = (
             f"stage {stage} epoch {epoch + 1}/{epochs}: loss {loss:.4f}"
