@@ -642,6 +642,21 @@ def test_flips_preset_only_permutes_pixels() -> None:
         assert torch.equal(out[0].flatten().sort().values, stack[0].flatten().sort().values)
 
 
+def test_upright_preset_keeps_the_scan_orientation_and_varies_its_intensities() -> None:
+    from napari_octanet.core.training.settings import AUGMENTS
+
+    image = np.full((64, 64), 0.3, np.float32)
+    image[4:14, 4:30] = 0.9  # a bar in the top-left corner, wider than tall
+    stack = training_image(image, image > 0.5).stacked()
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(16):
+        out = augment(stack, AUGMENTS["upright"], generator)
+        rows, cols = torch.nonzero(out[3] > 0.5, as_tuple=True)
+        assert rows.float().mean() < 16 and cols.float().mean() < 24  # still top-left
+        assert int(np.ptp(cols.numpy())) > int(np.ptp(rows.numpy()))  # still lying down
+        assert not torch.allclose(out[0], stack[0], atol=0.01)
+
+
 def test_provenance_counts_steps_and_keeps_the_starting_models_lineage(tmp_path: Path, tiny_init: str) -> None:
     images = tiny_images()
     first = train(images, images[:1], settings(tmp_path / "a", tiny_init, epochs=2, fine_epochs=1))

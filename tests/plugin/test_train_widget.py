@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,23 @@ import pytest
 from safetensors import safe_open
 
 from napari_octanet.core import inference
-from napari_octanet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_octanet.core.checkpoint import load_checkpoint
 from napari_octanet.core.library import ENV_VAR
-from napari_octanet.core.network import OctaNet
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
 from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
 from napari_octanet.core.training.settings import (
-    AUGMENTS,
+    FINE_TUNE_AUGMENT,
     FINE_TUNE_BATCH_SIZE,
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR,
     MIN_BATCH_SIZE,
+    recorded_settings,
 )
 from napari_octanet.plugin import train_widget as train_module
-from napari_octanet.plugin._model_choice import CHECKPOINT_FILE
 from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
-from tiny_models import TINY
 
 START = "tiny-start"
 
@@ -86,7 +83,7 @@ from napari_octanet.plugin.train_widget import TrainWidget
 widget = TrainWidget(napari.Viewer(show=False))
 widget.form["model"].value = CHECKPOINT_FILE
 widget.form["checkpoint"].value = {str(tiny_checkpoint)!r}
-assert widget.form["augment"].value, "the tiny checkpoint's provenance does not rule out augmenting"
+assert not widget.form["augment"].value, "fine-tuning starts without augmentation"
 sys.exit("torch was imported" if "torch" in sys.modules else 0)
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -280,28 +277,27 @@ def test_starting_from_scratch_suggests_a_larger_learning_rate(make_napari_viewe
     assert widget.form["fine_epochs"].value == 6
 
 
-def test_augmentation_follows_how_the_starting_model_was_last_trained(make_napari_viewer, tmp_path, tiny_start):
+def test_augmentation_is_off_for_fine_tuning_and_on_from_scratch(make_napari_viewer, tmp_path, tiny_start):
     widget = dock(make_napari_viewer(), tmp_path)
-    assert widget.form["augment"].value, "a model that does not say how it was trained gets the usual augmentation"
-    widget.form["model"].value = "octa500-rossa"  # its last phases drew no flips or turns
-    assert not widget.form["augment"].value
-    widget.form["model"].value = START
+    assert not widget.form["augment"].value, "fine-tuning a trained model adapts best without augmentation"
+    widget.form["model"].value = SCRATCH
     assert widget.form["augment"].value
-    widget.form["augment"].value = False
-    for model in ("default", "octa500-rossa", START):
+    widget.form["model"].value = "octa500-rossa"
+    assert not widget.form["augment"].value
+    widget.form["augment"].value = True
+    for model in ("default", SCRATCH, START):
         widget.form["model"].value = model
-        assert not widget.form["augment"].value, "the user's own choice stays"
+        assert widget.form["augment"].value, "the user's own choice stays"
 
 
-def test_augmentation_follows_a_checkpoint_file_too(make_napari_viewer, tmp_path, tiny_start):
-    provenance = {"settings": {"augment": asdict(AUGMENTS["none"])}}
-    unturned = save_checkpoint(tmp_path / "unturned.safetensors", OctaNet(TINY), provenance=provenance)
-    widget = dock(make_napari_viewer(), tmp_path, start=CHECKPOINT_FILE)
-    assert widget.form["augment"].value, "no file picked yet: the usual augmentation"
-    widget.form["checkpoint"].value = unturned
-    assert not widget.form["augment"].value
-    widget.form["checkpoint"].value = tiny_start
-    assert widget.form["augment"].value
+def test_the_augment_box_draws_upright_views(tmp_path, tiny_start, shown, scan_viewer, model_library):
+    widget = dock(scan_viewer, tmp_path)
+    widget.form["augment"].value = True
+    widget._controls.run_button.changed.emit(True)
+    assert shown["error"] == []
+    recorded = recorded_settings(load_checkpoint(model_library / "tuned.safetensors")[0].info.provenance)
+    assert recorded is not None and recorded.augment == FINE_TUNE_AUGMENT
+    assert not (FINE_TUNE_AUGMENT.flips or FINE_TUNE_AUGMENT.rot90) and FINE_TUNE_AUGMENT.noise_std > 0
 
 
 def test_a_learning_rate_the_user_set_stays_even_where_it_equals_a_suggestion(make_napari_viewer, tmp_path, tiny_start):
@@ -320,7 +316,7 @@ def test_an_untouched_form_asks_for_the_cores_fine_tuning_defaults(scan_viewer, 
     widget = TrainWidget(scan_viewer, synchronous=True)
     request, _ = widget._read_request()
     bare = TrainRequest(request.data, request.folder, request.name, request.init)
-    for field in ("epochs", "batch_size", "lr"):
+    for field in ("epochs", "batch_size", "lr", "augment"):
         assert getattr(request, field) == getattr(bare, field), field
     assert (request.epochs, request.batch_size, request.lr) == (FINE_TUNE_EPOCHS, FINE_TUNE_BATCH_SIZE, FINE_TUNE_LR)
     assert widget.form["batch"].min == MIN_BATCH_SIZE

@@ -106,7 +106,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--augment",
         default=SUPPRESS,
         choices=tuple(AUGMENTS),
-        help="full (default): flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only",
+        help="full (default): flips, turns, small rotations, gamma, contrast and noise; flips: flips and turns only; "
+        "upright: full without flips and turns",
     )
     recipe.add_argument(
         "--ema",

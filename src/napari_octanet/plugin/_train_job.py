@@ -23,6 +23,7 @@ import numpy as np
 
 from napari_octanet.core.training.data import TrainingData
 from napari_octanet.core.training.settings import (
+    FINE_TUNE_AUGMENT,
     FINE_TUNE_BATCH_SIZE,
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR,
@@ -63,7 +64,8 @@ class TrainRequest:
     fine_epochs: int | None = None
     batch_size: int = FINE_TUNE_BATCH_SIZE
     lr: float = FINE_TUNE_LR
-    augment: bool = True
+    #: Draw FINE_TUNE_AUGMENT's random views; False (fine-tuning's default) trains on the crops as they are.
+    augment: bool = False
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -208,7 +210,7 @@ def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generat
         fine_epochs=request.stage_epochs[1],
         batch_size=request.batch_size,
         lr=request.lr,
-        augment=AugmentConfig() if request.augment else AugmentConfig.none(),
+        augment=FINE_TUNE_AUGMENT if request.augment else AugmentConfig.none(),
         crop_size=crop_size,
         samples_per_epoch=samples_per_epoch(train, request.batch_size, crop_size),
         seed=request.seed,

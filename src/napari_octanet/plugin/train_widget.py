@@ -26,7 +26,6 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QWidget
 from superqt.utils import ensure_main_thread
 
-from napari_octanet.core.checkpoint import read_info
 from napari_octanet.core.library import models_dir
 from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
@@ -37,7 +36,6 @@ from napari_octanet.core.training.settings import (
     MIN_BATCH_SIZE,
     TrainSettings,
     default_fine_epochs,
-    drew_turned_views,
 )
 
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
@@ -206,10 +204,10 @@ class TrainWidget(ScrollingDock):
         self._augment = CheckBox(
             name="augment",
             value=True,
-            text="augment (flips, rotations, contrast, noise)",
-            tooltip="Random flips, rotations, gamma, contrast and noise on the training crops. Set to "
-            "how the starting model was last trained: off for a model that never saw such views "
-            "(octa500-rossa), since drawing them costs it Dice",
+            text="augment (small rotations, gamma, contrast, noise)",
+            tooltip="Random small rotations, gamma, contrast and noise on the training crops (never flips "
+            "or quarter turns: OCTA scans share one orientation). Off when fine-tuning a trained model, "
+            "which adapts best to scans like yours without them; on when training from scratch",
         )
         self._name = LineEdit(
             name="name",
@@ -251,7 +249,6 @@ class TrainWidget(ScrollingDock):
         self._suggested_fine_epochs = Suggested(self._fine_epochs)
         self._on_model_changed()
         self._model.changed.connect(self._on_model_changed)
-        self._checkpoint.changed.connect(self._on_checkpoint_changed)
         self._epochs.changed.connect(self._on_epochs_changed)
         self._controls.run_button.changed.connect(self.train)
         self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed)
@@ -321,19 +318,7 @@ class TrainWidget(ScrollingDock):
             "trained here), a checkpoint file, or untrained 'lite' weights"
         )
         self._suggested_lr.suggest(TrainSettings.lr if choice == SCRATCH else FINE_TUNE_LR)
-        self._on_checkpoint_changed()
-
-    def _on_checkpoint_changed(self) -> None:
-        self._suggested_augment.suggest(_augment_suits(self._starting_file()))
-
-    def _starting_file(self) -> Path | None:
-        """The checkpoint the run would start from, where the form names one that exists."""
-        choice = self._model.value
-        if choice == CHECKPOINT_FILE:
-            path = self._checkpoint_file()
-            return path if path.is_file() else None
-        entry = registry.get(choice)
-        return Path(entry.path) if entry else None
+        self._suggested_augment.suggest(choice == SCRATCH)
 
     def _checkpoint_file(self) -> Path:
         return Path(str(self._checkpoint.value)).expanduser()
@@ -497,16 +482,6 @@ class TrainWidget(ScrollingDock):
             name = self._register(request, kept, "best model before the failure")
             notifications.show_info(f"The best model before the failure is kept as {kept} and listed as {name!r}.")
             self._advance_output_defaults()
-
-
-def _augment_suits(checkpoint: Path | None) -> bool:
-    """Augment unless the starting checkpoint's last run drew no flipped or turned views."""
-    if checkpoint is None:
-        return True
-    try:
-        return drew_turned_views(read_info(checkpoint).provenance)
-    except (OSError, ValueError):
-        return True
 
 
 def _score(outcome: TrainOutcome) -> str:

@@ -55,6 +55,12 @@ class AugmentConfig:
         """Only the eight symmetries of the square: no resampling, no intensity changes."""
         return cls(True, True, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
 
+    @classmethod
+    def upright(cls) -> AugmentConfig:
+        """Everything but mirrors and quarter turns: en-face scans share one orientation (README: No
+        augmentation), while gamma, contrast, noise and small rotations stand in for other devices."""
+        return cls(flips=False, rot90=False)
+
 
 #: Smallest batch that trains batch norm (its batch statistics need two samples); one sample is enough
 #: when the statistics are frozen (``TrainSettings.freeze_batch_norm``).
@@ -65,11 +71,16 @@ MIN_BATCH_SIZE = 2
 FINE_TUNE_EPOCHS = 20
 FINE_TUNE_BATCH_SIZE = 4
 FINE_TUNE_LR = 1e-4
+#: What the Fine-tune dock draws when its augmentation is on. It starts off when fine-tuning a trained
+#: model: on scans like the ones it will segment, no augmentation adapts a model best, and flips and turns
+#: cost Dice on these one-orientation scans (README: Augmentation in the dock).
+FINE_TUNE_AUGMENT = AugmentConfig.upright()
 
 #: Named augmentation choices for the command line and recipes.
 AUGMENTS: dict[str, AugmentConfig] = {
     "full": AugmentConfig(),
     "flips": AugmentConfig.flips_and_turns(),
+    "upright": AugmentConfig.upright(),
     "none": AugmentConfig.none(),
 }
 
