@@ -203,7 +203,7 @@ class TrainWidget(ScrollingDock):
         )
         self._augment = CheckBox(
             name="augment",
-            value=True,
+            value=False,
             text="augment (small rotations, gamma, contrast, noise)",
             tooltip="Random small rotations, gamma, contrast and noise on the training crops (never flips "
             "or quarter turns: OCTA scans share one orientation). Off when fine-tuning a trained model, "
