@@ -296,6 +296,41 @@ def test_progress_is_yielded_per_batch(tiny_network: OctaNet) -> None:
     assert stop.value.value.fine.shape == (5, 32, 32)
 
 
+def test_progress_counts_every_view_of_test_time_augmentation() -> None:
+    generator = iter_segment(EchoNet(), np.zeros((2, 32, 32), np.uint8), device="cpu", batch_size=2, tta=True)
+    events = []
+    with pytest.raises(StopIteration):
+        while True:
+            events.append(next(generator))
+    assert [e.done for e in events] == [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert {e.total for e in events} == {16}
+    assert "slices 1-2 of 2: 2 of 16 passes" in events[1].message
+
+
+def test_a_large_scan_can_be_stopped_between_its_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop (closing the generator, as a cancelled worker does) must not wait for the whole scan."""
+    from napari_octanet.core import inference
+
+    monkeypatch.setattr(inference, "MAX_PIXELS_PER_PASS", 128 * 128)
+    monkeypatch.setattr(inference, "TILE_SIZE", 128)
+    monkeypatch.setattr(inference, "TILE_MARGIN", 16)
+    passes: list[int] = []
+
+    class Counting(EchoNet):
+        def forward(self, image: torch.Tensor) -> OctaNetOutput:
+            passes.append(1)
+            return super().forward(image)
+
+    generator = iter_segment(Counting(), np.zeros((300, 250), np.float32), device="cpu")
+    start = next(generator)
+    first_tile = next(generator)
+    generator.close()
+    tiles = len(tile_windows(300, 128, 16)) * len(tile_windows(250, 128, 16))
+    assert (start.done, start.total) == (0, tiles) and tiles > 4
+    assert first_tile.done == 1 and "slice 1 of 1: 1 of" in first_tile.message
+    assert len(passes) == 1
+
+
 @pytest.mark.parametrize("network", [OutOfMemoryAboveOne, MpsOutOfMemoryAboveOne])
 def test_out_of_memory_halves_the_batch_and_says_so(network: type[EchoNet]) -> None:
     maps = segment(network(), np.random.default_rng(5).random((4, 32, 32)), device="cpu", batch_size=4)

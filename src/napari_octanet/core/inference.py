@@ -1,7 +1,8 @@
-"""Inference: a generator that yields progress per batch of slices and returns the three maps.
+"""Inference: a generator that yields progress per forward pass and returns the three maps.
 
 GUIs wrap :func:`iter_segment` in a worker thread and stop it at any yield; scripts call
-:func:`segment`, which runs the same generator to the end.
+:func:`segment`, which runs the same generator to the end. A pass is a batch of slices, one tile
+of a large slice, or one view of test-time augmentation, so a stop never waits for a whole scan.
 """
 
 from __future__ import annotations
@@ -83,19 +84,20 @@ def iter_segment(
         runner.notes.append(UNTURNED_TTA_NOTE)
     runner.fit_batch_to(stack.shape[-2:])
     total = stack.shape[0]
+    passes = runner.passes_per_slice(stack.shape[-2:])
     outputs = np.empty((3, *stack.shape), dtype=np.float32)
-    yield Progress(0, total, f"segmenting {total} slice(s) on {choice}")
+    yield Progress(0, total * passes, f"segmenting {total} slice(s) on {choice}")
     start = 0
     while start < total:
         stop = min(start + runner.batch_size, total)
         try:
-            outputs[:, start:stop] = runner.run(stack[start:stop])
+            outputs[:, start:stop] = yield from _batch_progress(runner, stack[start:stop], start, total, passes)
         except (torch.cuda.OutOfMemoryError, AcceleratorOutOfMemory):
             note = runner.back_off()
-            yield Progress(start, total, note)
+            yield Progress(start * passes, total * passes, note)
             continue
         start = stop
-        yield Progress(start, total, f"segmented {start}/{total} on {runner.device}")
+        yield Progress(start * passes, total * passes, f"segmented {start}/{total} on {runner.device}")
     if blank:
         outputs[:, blank] = 0.0
         runner.notes.append(featureless_note(blank, was_2d))
@@ -115,6 +117,23 @@ def featureless_note(blank: list[int], was_2d: bool) -> str:
     """What a user is told about featureless slices (``was_2d``: the one image of a 2D input)."""
     where = "the image is" if was_2d else f"slice(s) {', '.join(map(str, blank))} are"
     return f"{where} featureless (one value everywhere): no vessels; check that the right file or channel was opened"
+
+
+def _batch_progress(
+    runner: _BatchRunner, batch: np.ndarray, start: int, total: int, passes: int
+) -> Generator[Progress, None, np.ndarray]:
+    """Run one batch, yielding a Progress (in slice-passes) after each forward pass but its last."""
+    work = runner.iter_run(batch)
+    slices = f"slice {start + 1}" if len(batch) == 1 else f"slices {start + 1}-{start + len(batch)}"
+    done = 0
+    while True:
+        try:
+            done += next(work)
+        except StopIteration as finished:
+            return finished.value
+        if done < len(batch) * passes:
+            message = f"{slices} of {total}: {done} of {len(batch) * passes} passes"
+            yield Progress(start * passes + done, total * passes, message)
 
 
 def segment(model: LoadedModel | OctaNet, image: np.ndarray, **options: object) -> Segmentation:
@@ -152,6 +171,11 @@ class AcceleratorOutOfMemory(RuntimeError):
 def _is_out_of_memory(error: RuntimeError) -> bool:
     text = str(error)
     return "DefaultCPUAllocator" in text or "not enough memory" in text or "out of memory" in text.lower()
+
+
+def _fits_one_pass(height: int, width: int) -> bool:
+    """Whether a slice of this size runs whole rather than in tiles (MAX_PIXELS_PER_PASS)."""
+    return padded_size(height) * padded_size(width) <= MAX_PIXELS_PER_PASS
 
 
 #: Hashable summary of a module's weights: storage and in-place version of every parameter and buffer.
@@ -209,13 +233,29 @@ class _BatchRunner:
         area = min(padded_size(shape[0]) * padded_size(shape[1]), TILE_SIZE * TILE_SIZE)
         self.batch_size = max(1, min(self.batch_size, MAX_PIXELS_PER_PASS // area))
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """(3, B, H, W) maps of a (B, H, W) batch: whole, or tile by tile for slices too large for one pass."""
+    def passes_per_slice(self, shape: tuple[int, int]) -> int:
+        """Forward passes one slice of this shape takes: its tiles times the views averaged."""
+        tiles = 1
+        if not _fits_one_pass(*shape):
+            tiles = len(tile_windows(shape[0], TILE_SIZE, TILE_MARGIN)) * len(
+                tile_windows(shape[1], TILE_SIZE, TILE_MARGIN)
+            )
+        return tiles * len(self.views)
+
+    def iter_run(self, batch: np.ndarray) -> Generator[int, None, np.ndarray]:
+        """(3, B, H, W) maps of a (B, H, W) batch, whole or tile by tile for slices too large for one pass.
+
+        Yields after every forward pass how many slice-passes it did (B for a whole batch, 1 for a
+        tile), so that a caller can report progress and stop between passes.
+        """
         height, width = batch.shape[-2:]
         try:
-            if padded_size(height) * padded_size(width) <= MAX_PIXELS_PER_PASS:
-                return self._run_whole(batch)
-            return np.stack([self._run_tiled(plane) for plane in batch], axis=1)
+            if _fits_one_pass(height, width):
+                return (yield from self._iter_whole(batch))
+            planes = []
+            for plane in batch:
+                planes.append((yield from self._iter_tiled(plane)))
+            return np.stack(planes, axis=1)
         except RuntimeError as error:
             if isinstance(error, torch.cuda.OutOfMemoryError) or not _is_out_of_memory(error):
                 raise
@@ -226,19 +266,27 @@ class _BatchRunner:
                 f"{height} x {width} px; use a batch size of 1 or close other programs"
             ) from None
 
-    def _run_whole(self, batch: np.ndarray) -> np.ndarray:
+    def _iter_whole(self, batch: np.ndarray) -> Generator[int, None, np.ndarray]:
+        """The batch in one pass per view, the views' maps averaged; yields after each view."""
         padded, (height, width) = pad_to_multiple(batch)
         tensor = torch.from_numpy(np.ascontiguousarray(padded)).unsqueeze(1).to(self.device)
-        with torch.inference_mode(), reduced_precision(self.device, self.mixed_precision):
-            stacked = sum(self._run_view(tensor, *view) for view in self.views) / len(self.views)
-        return stacked[:, :, :height, :width].permute(1, 0, 2, 3).cpu().numpy()
+        summed: torch.Tensor | None = None
+        for view in self.views:
+            # No yield inside the context: it would leak inference mode to the caller while suspended.
+            with torch.inference_mode(), reduced_precision(self.device, self.mixed_precision):
+                maps = self._run_view(tensor, *view)
+                summed = maps if summed is None else summed + maps
+            yield batch.shape[0]
+        assert summed is not None
+        averaged = summed / len(self.views)
+        return averaged[:, :, :height, :width].permute(1, 0, 2, 3).cpu().numpy()
 
-    def _run_tiled(self, plane: np.ndarray) -> np.ndarray:
+    def _iter_tiled(self, plane: np.ndarray) -> Generator[int, None, np.ndarray]:
         """(3, H, W) maps of one large slice, stitched from the inner parts of overlapping tiles."""
         maps = np.empty((3, *plane.shape), dtype=np.float32)
         for rows, inner_rows in tile_windows(plane.shape[0], TILE_SIZE, TILE_MARGIN):
             for cols, inner_cols in tile_windows(plane.shape[1], TILE_SIZE, TILE_MARGIN):
-                tile = self._run_whole(plane[np.newaxis, rows, cols])[:, 0]
+                tile = (yield from self._iter_whole(plane[np.newaxis, rows, cols]))[:, 0]
                 keep = (
                     slice(inner_rows.start - rows.start, inner_rows.stop - rows.start),
                     slice(inner_cols.start - cols.start, inner_cols.stop - cols.start),
