@@ -6,10 +6,11 @@ test and the worker test, which use real threads. The network is the tiny one on
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import numpy as np
 import pytest
@@ -17,9 +18,10 @@ from napari.layers import Image, Labels
 
 from napari_octanet.core import checkpoint, inference
 from napari_octanet.core.inference import Segmentation
-from napari_octanet.core.registry import ModelRegistry
+from napari_octanet.core.registry import ModelRegistry, registry
 from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, binarise
 from napari_octanet.plugin import segment_widget as segment_module
+from napari_octanet.plugin._model_choice import TrainedModel, model_trained
 from napari_octanet.plugin._segment_job import model_cache
 from napari_octanet.plugin._workers import Job, JobCallbacks
 from napari_octanet.plugin.segment_widget import SegmentWidget
@@ -44,6 +46,27 @@ def inference_calls(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(inference, "iter_segment", counted)
     return calls
+
+
+@pytest.fixture
+def during_the_run(monkeypatch) -> list[Callable[[], None]]:
+    """What the user does while a run goes on: each action is taken after the network's first step.
+
+    For synchronous runs, in which the actions run in the test's thread between two steps, as a
+    user's would between two progress updates; the real network runs before and after.
+    """
+    actions: list[Callable[[], None]] = []
+    real = inference.iter_segment
+
+    def interrupted(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        yield next(steps)
+        for action in actions:
+            action()
+        return (yield from steps)
+
+    monkeypatch.setattr(inference, "iter_segment", interrupted)
+    return actions
 
 
 def dock(viewer, *, synchronous: bool = True) -> SegmentWidget:
@@ -503,3 +526,113 @@ def test_failures_in_the_cores_words_or_reported_as_a_bug():
     assert describe_failure("Segmentation", DeviceError("no CUDA")) == "Segmentation failed: no CUDA"
     raw = describe_failure("Segmentation", RuntimeError("CUDA error: device-side assert triggered"))
     assert "unexpectedly" in raw and "please report it" in raw
+
+
+def close(viewer, widget: SegmentWidget) -> None:
+    """What napari's close button (X) does: the widget is taken out of its dock, not deleted."""
+    viewer.window.remove_dock_widget(widget.native)
+
+
+def fine_tuned(name: str, image: str = "scan") -> None:
+    """What the Fine-tune dock announces once it has saved and registered a model trained on ``image``."""
+    model_trained.emit(TrainedModel(name, image))
+
+
+def test_a_closed_dock_no_longer_segments_after_a_fine_tune(make_napari_viewer, registered_tiny, inference_calls):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    closed = dock(viewer)
+    close(viewer, closed)
+    reopened = dock(viewer)
+
+    fine_tuned(registered_tiny.name)
+
+    assert len(inference_calls) == 1
+    assert "Done" in reopened.controls.status.value and closed.controls.status.value == ""
+
+
+def test_a_dock_docked_again_follows_new_models_again(make_napari_viewer, registered_tiny, tiny_checkpoint):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    close(viewer, widget)
+    registry.register(tiny_checkpoint, name="trained-while-closed")
+
+    viewer.window.add_dock_widget(widget, name="Segment vessels")
+    assert "trained-while-closed" in widget.form["model"].choices
+    fine_tuned("trained-while-closed")
+
+    assert "Done" in widget.controls.status.value and "trained-while-closed" in widget.controls.status.value
+
+
+def test_closing_the_dock_cancels_its_run(make_napari_viewer, registered_tiny, during_the_run):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((3, 64, 64)), name="stack")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    widget.form["batch"].value = 1
+    during_the_run.append(lambda: close(viewer, widget))
+
+    run(widget)
+
+    assert outputs(viewer) == []
+    assert "Cancelled" in widget.controls.status.value
+
+
+def test_the_result_for_an_image_removed_during_the_run_is_discarded(
+    make_napari_viewer, registered_tiny, during_the_run, shown
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    during_the_run.append(lambda: viewer.layers.remove("scan"))
+
+    run(widget)
+    widget.form["threshold"].value = "manual"
+
+    assert list(viewer.layers) == []
+    assert widget.controls.status.value == "'scan' was removed; its result was discarded."
+    assert shown["error"] == []
+
+
+def test_threshold_changes_leave_the_layers_of_a_removed_image_alone(make_napari_viewer, registered_tiny):
+    viewer, widget = segmented(make_napari_viewer, registered_tiny)
+    viewer.layers.clear()  # the scan and its result
+
+    widget.form["threshold"].value = "manual"
+    widget.form["specks"].value = 0
+
+    assert list(viewer.layers) == []
+    assert widget.form["otsu_info"].native.isHidden()
+
+
+@pytest.mark.parametrize("problem", ["missing checkpoint", "model no longer registered"])
+def test_a_form_error_replaces_the_last_runs_status(make_napari_viewer, registered_tiny, tmp_path, shown, problem):
+    _, widget = segmented(make_napari_viewer, registered_tiny)
+    assert "Done" in widget.controls.status.value
+    if problem == "missing checkpoint":
+        widget.select_model(tmp_path / "gone.safetensors")
+    else:
+        registry.unregister(registered_tiny.name)
+
+    run(widget)
+
+    assert len(shown["error"]) == 1
+    assert widget.controls.status.value == f"Not started: {shown['error'][0]}"
+
+
+def test_the_status_names_the_model_also_after_a_fine_tune(
+    make_napari_viewer, registered_tiny, tiny_checkpoint, tmp_path
+):
+    _, widget = segmented(make_napari_viewer, registered_tiny)
+    assert f"with {registered_tiny.name} on " in widget.controls.status.value
+
+    registry.register(tiny_checkpoint, name="tuned-here")
+    fine_tuned("tuned-here")
+    assert "Done" in widget.controls.status.value and "with tuned-here on" in widget.controls.status.value
+
+    own_file = shutil.copy(tiny_checkpoint, tmp_path / "my checkpoint.safetensors")
+    widget.select_model(own_file)
+    run(widget)
+    assert "with my checkpoint.safetensors on" in widget.controls.status.value

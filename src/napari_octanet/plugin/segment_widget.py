@@ -10,6 +10,7 @@ written into output layers tied to the source layer (:mod:`._layers`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from superqt.utils import ensure_main_thread
 from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, Threshold, binarise, otsu_level
 
+from ._dock_lifetime import DockEvents
 from ._first_view import FitViewUntilMoved
 from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
@@ -210,9 +212,12 @@ class SegmentWidget(ScrollingDock):
         super().__init__(Container(widgets=[self.form, self.controls], labels=False))
         self._connect_form(viewer)
         self._on_model_changed()
-        self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
-        model_trained.connect(self._on_model_trained)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._listen_for_models()
         self._probe = self._start_device_probe(synchronous)
+        self.native.installEventFilter(
+            DockEvents(self.native, on_undocked=self._on_undocked, on_docked=self._listen_for_models)
+        )
         self.native.destroyed.connect(self._on_destroyed)
         FitViewUntilMoved(self.native, viewer)
 
@@ -221,6 +226,7 @@ class SegmentWidget(ScrollingDock):
     def _connect_form(self, viewer: napari.viewer.Viewer) -> None:
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._image.reset_choices)
+        viewer.layers.events.removed.connect(self._forget_result_of_a_removed_image)
         self._model.changed.connect(self._on_model_changed)
         for setting in (self._threshold, self._level, self._specks):
             setting.changed.connect(self._on_mask_rule_changed)
@@ -229,10 +235,28 @@ class SegmentWidget(ScrollingDock):
         self._save.changed.connect(self._ask_folder_and_save)
         self.controls.run_button.changed.connect(self.segment)
 
+    def _listen_for_models(self) -> None:
+        """Follow the models registered and fine-tuned from now on; again when docked again after a close
+        (magicgui lists the models registered meanwhile as the widget is docked)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
+            model_trained.connect(self._on_model_trained)
+
+    def _stop_listening_for_models(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            model_trained.disconnect(self._on_model_trained)
+
+    def _on_undocked(self) -> None:
+        """The dock was closed (napari's X keeps the widget alive): it must not segment out of sight after
+        a fine-tune, replacing the user's layers, nor go on with a run that nobody can see or cancel."""
+        self._stop_listening_for_models()
+        self.controls.cancel()
+
     def _on_destroyed(self) -> None:
         """The Qt widgets are gone: stop listening, and stop any job without calling back into them."""
-        self._unsubscribe()
-        model_trained.disconnect(self._on_model_trained)
+        self._stop_listening_for_models()
         self.controls.abandon()
         self._probe.abandon()
 
@@ -305,15 +329,17 @@ class SegmentWidget(ScrollingDock):
     # -- running ------------------------------------------------------------------------------
 
     def segment(self) -> None:
-        """Check the form, copy the pixels, and start the job; a form problem becomes an error notification."""
+        """Check the form, copy the pixels, and start the job; a form problem becomes an error notification,
+        and the status line's too (it would otherwise still show the last run's "Done")."""
         try:
             layer, request = self._read_request()
         except (FormError, ModelNotFoundError) as error:
             notifications.show_error(str(error))
+            self.controls.show_status(f"Not started: {error}")
             return
         self.controls.start(
             segment_job(request),
-            on_result=functools.partial(self._on_segmented, Placement.of(layer)),
+            on_result=functools.partial(self._on_segmented, Placement.of(layer), self._model_name()),
             on_error=self._on_failed,
         )
 
@@ -357,28 +383,48 @@ class SegmentWidget(ScrollingDock):
             "Pick a checkpoint file (.safetensors) under 'checkpoint', or choose a registered model under 'model'."
         )
 
-    def _on_segmented(self, placement: Placement, outcome: SegmentOutcome) -> None:
+    def _model_name(self) -> str:
+        """The chosen model as the status line names it: its registered name, or the checkpoint file's."""
+        if self._model.value == CHECKPOINT_FILE:
+            return Path(self._checkpoint.value).name
+        return str(self._model.value)
+
+    def _on_segmented(self, placement: Placement, model_name: str, outcome: SegmentOutcome) -> None:
+        """Keep and show the result, unless its image was removed during the run: its layers would come back."""
+        if not self._in_viewer(placement):
+            self.controls.show_status(f"{placement.source_name!r} was removed; its result was discarded.")
+            return
         result = SegmentResult(placement, outcome.segmentation, self._current_threshold(), self._specks.value)
         self._result = result
         write_output(self._viewer, placement, FINE, result.segmentation.fine)
         self._write_vessels(result)
         if self._coarse.value:
             self._write_coarse(result)
-        self._report(placement.source_name, outcome)
+        self._report(placement.source_name, model_name, outcome)
+
+    def _in_viewer(self, placement: Placement) -> bool:
+        """Whether the image layer a result was made from is still in the viewer."""
+        return any(str(layer.unique_id) == placement.source_id for layer in self._viewer.layers)
+
+    def _forget_result_of_a_removed_image(self) -> None:
+        """Threshold changes rewrite the kept result's layers: once its image is removed, they must not."""
+        if self._result is not None and not self._in_viewer(self._result.placement):
+            self._result = None
+            self._otsu_info.visible = False
 
     def _on_failed(self, error: Exception) -> None:
         notify_failure("Segmentation", error)
         self.controls.show_status(describe_failure("Segmentation", error))
 
-    def _report(self, layer_name: str, outcome: SegmentOutcome) -> None:
-        """Say which device ran and why; each note of the core (a featureless scan, an out-of-memory
-        fall-back) is a warning naming the layer as well."""
+    def _report(self, layer_name: str, model_name: str, outcome: SegmentOutcome) -> None:
+        """Say which model made the result and which device ran it, and why; each note of the core (a
+        featureless scan, an out-of-memory fall-back) is a warning naming the layer as well."""
         segmentation = outcome.segmentation
         notes = segmentation.notes
         for note in notes:
             notifications.show_warning(f"Segmentation of {layer_name!r}: {note}")
         summary = (
-            f"Done in {outcome.seconds:.1f} s on {segmentation.device} in {segmentation.precision} "
+            f"Done in {outcome.seconds:.1f} s with {model_name} on {segmentation.device} in {segmentation.precision} "
             f"({outcome.device_reason})."
         )
         self.controls.show_status(summary + "".join(f" Note: {note}." for note in notes))
