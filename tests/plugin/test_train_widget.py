@@ -6,6 +6,7 @@ Training uses the tiny network on 64 x 64 synthetic images for one or two epochs
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,11 @@ from napari_octanet.core.training.settings import (
     recorded_settings,
 )
 from napari_octanet.plugin import train_widget as train_module
-from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch
+from napari_octanet.plugin._layers import find_corrections
+from napari_octanet.plugin._model_choice import CHECKPOINT_FILE
+from napari_octanet.plugin._train_job import TrainRequest, progress_of, samples_per_epoch, train_job
 from napari_octanet.plugin.segment_widget import SegmentWidget
-from napari_octanet.plugin.train_widget import SCRATCH, TrainWidget
+from napari_octanet.plugin.train_widget import SCRATCH, WORK_FOLDER, TrainWidget
 
 START = "tiny-start"
 
@@ -71,6 +74,20 @@ def dock(viewer, tmp_path, *, name="tuned", synchronous=True, epochs=1, start=ST
     widget.form["batch"].value = 2
     widget.form["name"].value = name
     return widget
+
+
+def segmenting(viewer) -> SegmentWidget:
+    """The Segment vessels dock, docked, after segmenting the viewer's first image with START."""
+    widget = SegmentWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(widget, name="Segment vessels")
+    widget.select_model(START)
+    widget.segment()
+    return widget
+
+
+def paint(layer) -> None:
+    """What a brush stroke commits."""
+    layer.paint((5, 5), 1, refresh=True)
 
 
 def test_building_the_dock_and_picking_a_checkpoint_file_does_not_import_torch(tiny_checkpoint):
@@ -160,6 +177,7 @@ def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(
 
     assert any("dock closed" in m for m in shown["info"])
     assert registry.resolve("closed") == (model_library / "closed.safetensors").resolve()
+    assert not list((model_library / WORK_FOLDER).iterdir())
 
 
 def test_single_rgb_image_trains_without_validation_and_says_so(make_napari_viewer, tmp_path, tiny_start, shown):
@@ -219,11 +237,13 @@ def test_form_problems_are_notified_and_start_nothing(
         data = {"mismatched": label[:48, :48], "empty": np.zeros_like(label), "all vessel": np.ones_like(label)}
         viewer.add_labels(data.get(case, label), name="labels")
     widget = dock(viewer, tmp_path, name=START if case == "name taken" else "tuned")
+    widget._controls.show_status("Training finished: 1 epoch(s) in 3 s on cpu.")  # the last run's
 
     widget.train()
 
     assert started == [] and not widget.running
     assert len(shown["error"]) == 1
+    assert widget._controls.status.value == f"Not started: {shown['error'][0]}"
     for part in expected:
         assert part in shown["error"][0]
     assert "Traceback" not in shown["error"][0]
@@ -389,6 +409,7 @@ def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(
     assert "stopped at step 3 of 12" in widget._controls.status.value
     assert "no model was saved" in widget._controls.status.value
     assert not list(model_library.rglob("*.safetensors"))
+    assert not list((model_library / WORK_FOLDER).iterdir()), "the run's empty working folder is removed"
 
 
 def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
@@ -399,10 +420,7 @@ def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
     monkeypatch.setattr(inference, "iter_segment", lambda *a, **k: runs.append(k) or (yield from real(*a, **k)))
     viewer = scan_viewer
     viewer.layers.remove("scan labels")
-    segment = SegmentWidget(viewer, synchronous=True)
-    viewer.window.add_dock_widget(segment, name="Segment vessels")
-    segment.select_model(START)
-    segment.segment()
+    segment = segmenting(viewer)
     segment.form["correct"].changed.emit(True)
     corrections = viewer.layers["scan corrections"]
     corrections.data = stack[1]  # the user's corrected vessels
@@ -420,3 +438,103 @@ def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
     dock_runs = [run for run in runs if "tta" in run]  # (validation calls the core too)
     assert segment._model.value == "from corrections" and len(dock_runs) == 2  # selected, and segmented again
     assert any("before fine-tuning" in m for m in shown["info"])  # validation Dice before and after
+
+
+def test_an_unedited_result_is_never_picked_and_training_on_it_is_refused(
+    make_napari_viewer, tmp_path, tiny_start, shown, stack, model_library
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0][0], name="a")
+    segmenting(viewer)
+    result = viewer.layers["a vessels"]
+    widget = dock(viewer, tmp_path)
+    row = widget._pairs.rows[0]
+    assert row.label.value is None, "the model's own output is not labels to learn from"
+
+    row.label.value = result  # picked by hand
+    widget.train()
+
+    assert len(shown["error"]) == 1 and "'a vessels'" in shown["error"][0]
+    assert "Paint your corrections on it" in shown["error"][0] and "labels you drew" in shown["error"][0]
+    assert not list(model_library.rglob("*.safetensors"))
+
+    paint(result)
+    assert row.label.value is result and result.name == "a corrections"  # now the user's labels
+
+
+def test_the_newest_corrections_of_an_image_are_the_ones_used(make_napari_viewer, tmp_path, tiny_start, shown, stack):
+    """Painting a later run's fresh result makes a second corrections layer: it takes over, and says so."""
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0][0], name="scan")
+    segment = segmenting(viewer)
+    segment.make_corrections_layer()  # 'Correct this result': a copy, on top of the layer list
+    widget = dock(viewer, tmp_path)
+    row = widget._pairs.rows[0]
+    first = viewer.layers["scan corrections"]
+    assert row.label.value is first
+    painted_later = viewer.layers["scan vessels"]  # below the copy in the layer list, but painted after it
+    paint(painted_later)
+    segment.segment()
+    paint(newest := viewer.layers["scan vessels"])
+
+    assert (painted_later.name, newest.name) == ("scan corrections [1]", "scan corrections [2]")
+    assert find_corrections(viewer, str(viewer.layers["scan"].unique_id)) is newest
+    assert row.label.value is newest
+    assert any("takes over from 'scan corrections [1]'" in m for m in shown["info"])
+    segment.make_corrections_layer()
+    assert viewer.layers.selection.active is newest
+
+
+def test_closing_a_run_keeps_its_best_model_and_removes_its_working_folder(
+    monkeypatch, tiny_checkpoint, stack, model_library
+):
+    """The dock closed mid-run closes the job (on the GUI thread, after the trainer's last step)."""
+    from napari_octanet.core.training import trainer
+
+    def one_epoch_then_steps(train, val, settings, should_stop, provenance):
+        shutil.copy(tiny_checkpoint, settings.out)  # the first epoch's best model
+        while True:
+            yield trainer.TrainEvent("step", 1, 1, 5, 1, 4, 0.5)
+
+    monkeypatch.setattr(trainer, "iter_train", one_epoch_then_steps)
+    folder = model_library / WORK_FOLDER / "closed-run"
+    folder.mkdir(parents=True)
+    pair = ImagePair(NamedArray("scan", stack[0][0]), NamedArray("scan labels", stack[1][0]))
+    job = train_job(TrainRequest(labelled_slices([pair]), folder, "closed", None), lambda: False)
+    while next(job).event is None:
+        pass
+
+    job.close()
+
+    assert not folder.exists()
+    assert (model_library / "closed.safetensors").is_file()
+
+
+def test_a_narrow_labels_choice_shows_the_end_of_the_name(make_napari_viewer, tmp_path, stack):
+    """Names that differ only at their end must not read the same once elided."""
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0][0], name="OCTA500_3M_val_1")
+    for role in ("vessels", "corrections"):
+        viewer.add_labels(stack[1][0], name=f"OCTA500_3M_val_1 {role}")
+    widget = dock(viewer, tmp_path, start=SCRATCH)
+    combo = widget._pairs.rows[0].label
+    combo.native.setFixedSize(120, 24)
+
+    looks = []
+    for role in ("vessels", "corrections"):
+        combo.value = viewer.layers[f"OCTA500_3M_val_1 {role}"]
+        looks.append(combo.native.grab().toImage())
+
+    assert looks[0] != looks[1]
+
+
+def test_a_model_trained_meanwhile_is_listed_among_the_registered_models(
+    make_napari_viewer, tmp_path, tiny_start, model_library
+):
+    widget = dock(make_napari_viewer(), tmp_path, start=SCRATCH)
+    model_library.mkdir()
+    registry.register(shutil.copy(tiny_start, model_library / "new.safetensors"))
+
+    assert widget.form["model"].choices == (*registry.names(), SCRATCH, CHECKPOINT_FILE)
+    assert "new" in registry.names()
+    assert widget.form["model"].value == SCRATCH

@@ -6,11 +6,14 @@ it, instead of piling up new layers.
 
 A layer the user paints is theirs: painting on an editable output (the vessel mask) turns it
 into that source's *corrections* layer, which no run or threshold change writes to again; the
-next result goes to a fresh layer.
+next result goes to a fresh layer. A source can so collect several corrections layers; the
+newest is the one in use (see :func:`find_corrections`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +28,8 @@ TAG = "napari_octanet"
 #: The role of a Labels layer the user corrects (made by *Correct this result*, or by painting a result).
 CORRECTIONS_ROLE = "corrections"
 CORRECTIONS_SUFFIX = "corrections"
+#: Numbers corrections layers in the order they are made (the tag's "made"), so that the newest wins.
+_corrections_made = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,34 @@ def role_of(layer: Layer) -> tuple[str, str] | None:
     return None
 
 
+def is_unedited_result(layer: Layer) -> bool:
+    """True for a layer this plugin wrote that the user has not painted: the model's own output, not labels."""
+    tag = role_of(layer)
+    return is_output(layer) and (tag is None or tag[1] != CORRECTIONS_ROLE)
+
+
+def _corrections_tag(source_id: str) -> dict[str, Any]:
+    return {"source": source_id, "role": CORRECTIONS_ROLE, "made": next(_corrections_made)}
+
+
+def _made_order(layer: Layer) -> int:
+    return int(layer.metadata[TAG].get("made", 0))
+
+
 def find_corrections(viewer: napari.viewer.Viewer, source_id: str) -> Labels | None:
-    """The corrections layer made for the source layer with this id, if any."""
-    for layer in viewer.layers:
-        if isinstance(layer, Labels) and role_of(layer) == (source_id, CORRECTIONS_ROLE):
-            return layer
-    return None
+    """The newest corrections layer made for the source layer with this id, if any.
+
+    A source gets a second one when the user paints a later run's fresh result. The newest (made
+    last, by *Correct this result* or by painting a result, wherever it sits in the layer list)
+    holds the user's latest work, so it is the one *Correct this result* selects and the Fine-tune
+    dock trains on; painting a result says which older layer it takes over from.
+    """
+    made = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Labels) and role_of(layer) == (source_id, CORRECTIONS_ROLE)
+    ]
+    return max(made, key=_made_order, default=None)
 
 
 def add_corrections(viewer: napari.viewer.Viewer, placement: Placement, mask: np.ndarray) -> Labels:
@@ -84,26 +111,32 @@ def add_corrections(viewer: napari.viewer.Viewer, placement: Placement, mask: np
         name=f"{placement.source_name} {CORRECTIONS_SUFFIX}",
         scale=placement.scale,
         translate=placement.translate,
-        metadata={TAG: {"source": placement.source_id, "role": CORRECTIONS_ROLE}},
+        metadata={TAG: _corrections_tag(placement.source_id)},
         opacity=0.7,
     )
 
 
-def _become_corrections(event: Any) -> None:
+def _become_corrections(viewer: napari.viewer.Viewer, event: Any) -> None:
     """The user painted on an output: it is theirs now, and later runs write a fresh layer instead."""
     layer = event.source
     source, role = role_of(layer) or ("", "")
     if role == CORRECTIONS_ROLE:
         return
-    layer.metadata = {**layer.metadata, TAG: {"source": source, "role": CORRECTIONS_ROLE}}
+    previous = find_corrections(viewer, source)
+    layer.metadata = {**layer.metadata, TAG: _corrections_tag(source)}
     old_name = layer.name
     if old_name.endswith(" vessels"):
         layer.name = old_name.removesuffix("vessels") + CORRECTIONS_SUFFIX
+    taking_over = (
+        f" It takes over from {previous.name!r} as the corrections that 'Correct this result' and Fine-tune use."
+        if previous is not None
+        else ""
+    )
     from napari.utils import notifications
 
     notifications.show_info(
         f"You painted on {old_name!r}: it is kept as your corrections layer {layer.name!r}; "
-        "new results and thresholds go to a fresh layer."
+        f"new results and thresholds go to a fresh layer.{taking_over}"
     )
 
 
@@ -135,7 +168,7 @@ def write_output(viewer: napari.viewer.Viewer, placement: Placement, kind: Outpu
             **kind.style,
         )
         if kind.editable:
-            layer.events.paint.connect(_become_corrections)
+            layer.events.paint.connect(functools.partial(_become_corrections, viewer))
         return layer
     layer.data = data
     layer.scale = placement.scale

@@ -6,11 +6,14 @@ the dock (and opening napari) stays fast.
 
 The trainer writes into a working folder (hidden inside the model library, so it is never
 listed); at the end the best model is copied into the library as one float16 file under a
-unique name, with its provenance, and the working files (resume state included) are removed.
+unique name, with its provenance, and the working files (resume state included) are removed,
+however the run ends: finished, stopped before any epoch did, closed with the dock, or failed
+(the dock then calls :func:`keep_best` itself).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -181,16 +184,28 @@ def mean_val_dice(checkpoint: Path, val: Sequence[TrainingImage], device: str) -
 
 
 def keep_best(request: TrainRequest, provenance: dict[str, Any]) -> Path | None:
-    """The run's best model into the library (float16, a unique name), then its working files removed."""
+    """The run's best model, if an epoch finished, into the library (float16, a unique name); the working
+    folder is removed either way."""
     from napari_octanet.core.library import save_to_library
 
     best = request.best_path
-    kept = save_to_library(best, request.name, provenance) if best.is_file() else None
-    shutil.rmtree(request.folder, ignore_errors=True)
-    return kept
+    try:
+        return save_to_library(best, request.name, provenance) if best.is_file() else None
+    finally:
+        shutil.rmtree(request.folder, ignore_errors=True)
 
 
 def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[TrainProgress, None, TrainOutcome]:
+    """Run :func:`_train`; closed before it returns (the dock went away), keep the best model so far all the same."""
+    try:
+        return (yield from _train(request, should_stop))
+    except GeneratorExit:
+        with contextlib.suppress(ValueError, OSError):  # no readable best checkpoint: nothing to keep
+            keep_best(request, {"note": "best model of a training run closed before it finished"})
+        raise
+
+
+def _train(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[TrainProgress, None, TrainOutcome]:
     """Build the training images, hold out the validation ones, run the core's two-stage trainer, keep the best."""
     from napari_octanet.core.registry import registry
     from napari_octanet.core.training.data import split_train_val, training_image
@@ -229,7 +244,7 @@ def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generat
     steps = max(settings.samples_per_epoch or 0, request.batch_size) // request.batch_size
     events = iter_train(train, val, settings, should_stop=should_stop, provenance=provenance)
     result = yield from relay(events, lambda event: progress_of(event, request.stage_epochs, steps))
-    model_path = keep_best(request, {"val_dice_before": before}) if result.best_path is not None else None
+    model_path = keep_best(request, {"val_dice_before": before})
     after = mean_val_dice(model_path, val, request.device) if model_path is not None else None
     return TrainOutcome(result, len(train), len(val), time.perf_counter() - started, model_path, before, after)
 

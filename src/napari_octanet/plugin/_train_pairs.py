@@ -1,9 +1,10 @@
 """The training dock's table of (image, vessel labels, optional centerline labels) rows.
 
 One row per image layer to train on; rows are added and removed with buttons. A row's labels
-choice moves to the image's corrections layer when there is one (made in the Segment vessels
-dock), and otherwise to a Labels layer of the same shape if the current one does not fit, so the
-common cases (correct a result; one image, one painted Labels layer) need no clicks at all.
+choice moves to the image's newest corrections layer when there is one (made in the Segment
+vessels dock), and otherwise to a Labels layer of the same shape if the current one does not fit,
+so the common cases (correct a result; one image, one painted Labels layer) need no clicks at all.
+A result nobody painted is never picked: it is the model's own output.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, PushButton
 from napari.layers import Image, Labels, Layer
-from qtpy.QtWidgets import QComboBox, QGridLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QLabel,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ._layers import find_corrections, is_output, role_of
+from ._layers import find_corrections, is_output, is_unedited_result
 
 if TYPE_CHECKING:
     import napari
@@ -30,7 +41,8 @@ CENTERLINE_TIP = (
     "target; without one, the centerlines are the skeleton of the vessel labels"
 )
 NO_CENTERLINE = "— from vessels"
-#: Characters a layer choice shows at least (longer names are elided; the list shows them whole).
+NO_LABELS = "— none"
+#: Characters a layer choice shows at least (longer names are elided in the middle; the list shows them whole).
 NARROW_COMBO_CHARACTERS = 10
 
 
@@ -40,10 +52,32 @@ def spatial_shape(layer: Layer) -> tuple[int, ...]:
     return shape[:-1] if isinstance(layer, Image) and layer.rgb else shape
 
 
+class _ElideMiddle(QObject):
+    """Paints a combo box's current text elided in the middle: layer names differ at their end
+    ('scan vessels', 'scan corrections'), which Qt's own painting cuts off."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() != QEvent.Type.Paint or not isinstance(watched, QComboBox):
+            return False
+        painter = QStylePainter(watched)
+        option = QStyleOptionComboBox()
+        watched.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = watched.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, watched
+        )
+        option.currentText = watched.fontMetrics().elidedText(
+            option.currentText, Qt.TextElideMode.ElideMiddle, field.width() - 2
+        )
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+        return True
+
+
 def _narrow(combo: ComboBox) -> None:
     """Three layer names side by side would widen the dock past a laptop screen's share: elide them instead."""
     combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.native.setMinimumContentsLength(NARROW_COMBO_CHARACTERS)
+    combo.native.installEventFilter(_ElideMiddle(combo.native))
 
 
 class PairRow:
@@ -75,36 +109,42 @@ class PairRow:
             (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image) and not is_output(layer)
         ]
 
-    def _label_choices(self, _: ComboBox) -> list[tuple[str, Labels]]:
-        # Outputs count here: correcting the segmentation's vessels layer and training on it is a workflow.
+    def _labels_layers(self) -> list[tuple[str, Labels]]:
+        # Results are listed too: painting one makes it the user's corrections (and an unpainted one is refused).
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels)]
 
+    def _label_choices(self, _: ComboBox) -> list[tuple[str, Labels | None]]:
+        return [(NO_LABELS, None), *self._labels_layers()]
+
     def _centerline_choices(self, _: ComboBox) -> list[tuple[str, Labels | None]]:
-        return [(NO_CENTERLINE, None), *self._label_choices(_)]
+        return [(NO_CENTERLINE, None), *self._labels_layers()]
 
     def match_labels(self) -> None:
-        """Point the labels choice at the image's corrections, or a layer its shape fits if the current one does not.
+        """Point the labels choice at the image's newest corrections, or else at labels its shape fits.
 
-        A plugin's result layer is never kept over the corrections made from it; a layer the user
-        picked that fits stays picked.
+        Any layer this plugin wrote (a result, older corrections, another image's) gives way to the
+        image's newest corrections. A layer the user picked stays picked while it fits, or while
+        nothing fits better. An unedited result is never picked here.
         """
         image = self.image.value
         if image is None:
             return
-        shape = spatial_shape(image)
         current = self.label.value
         corrections = find_corrections(self._viewer, str(image.unique_id))
-        current_is_result = current is not None and role_of(current) is not None
-        if corrections is not None and (current is None or current_is_result):
+        if corrections is not None and (current is None or is_output(current)):
             self.label.value = corrections
             return
-        if current is not None and spatial_shape(current) == shape:
+        shape = spatial_shape(image)
+        if current is not None and not is_unedited_result(current) and spatial_shape(current) == shape:
             return
-        fitting = [layer for _, layer in self._label_choices(self.label) if spatial_shape(layer) == shape]
-        if fitting:
-            # Prefer a layer named after the image (e.g. 'scan labels' or the segmentation's 'scan vessels').
-            named = [layer for layer in fitting if layer.name.startswith(image.name)]
-            self.label.value = (named or fitting)[0]
+        drawn = [layer for _, layer in self._labels_layers() if not is_unedited_result(layer)]
+        fitting = [layer for layer in drawn if spatial_shape(layer) == shape]
+        # A layer named after the image (e.g. 'scan labels') first; with none of its shape, any drawn
+        # layer rather than none, so that Train says what does not fit.
+        named = [layer for layer in fitting if layer.name.startswith(image.name)]
+        better = named or fitting or (drawn if current is None else [])
+        if better:
+            self.label.value = better[0]
 
 
 class PairTable(QWidget):
@@ -159,6 +199,15 @@ class PairTable(QWidget):
         self._update_remove_buttons()
 
     def reset_choices(self) -> None:
+        """Refresh every row's choices, then its labels choice.
+
+        Skipped while two layers share a name: magicgui keys choices by name, and napari allows a
+        shared name only for a moment, while a rename (painting a result renames it) is made unique,
+        which it announces again.
+        """
+        names = [layer.name for layer in self._viewer.layers]
+        if len(set(names)) < len(names):
+            return
         for row in self.rows:
             row.reset_choices()
             row.match_labels()

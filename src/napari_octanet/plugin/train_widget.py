@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from napari.utils import notifications
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QWidget
+from qtpy.QtWidgets import QAbstractSpinBox, QLabel
 from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.library import models_dir
@@ -38,6 +37,8 @@ from napari_octanet.core.training.settings import (
     default_fine_epochs,
 )
 
+from ._dock_lifetime import DockEvents as _QtEvents
+from ._layers import is_unedited_result
 from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
 from ._suggested import Suggested
@@ -67,22 +68,6 @@ def _heading(text: str) -> QLabel:
     label = QLabel(text)
     label.setStyleSheet("font-weight: bold; margin-top: 6px;")
     return label
-
-
-class _QtEvents(QObject):
-    """Calls back on Qt events magicgui does not expose: the widget shown, and the widget taken out of its dock."""
-
-    def __init__(self, widget: QWidget, on_show: Callable[[], None], on_undocked: Callable[[], None]) -> None:
-        super().__init__(widget)
-        self._on_show = on_show
-        self._on_undocked = on_undocked
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Show:
-            self._on_show()
-        elif event.type() == QEvent.Type.ParentChange and isinstance(watched, QWidget) and watched.parent() is None:
-            self._on_undocked()
-        return False
 
 
 class TrainControls(JobControls):
@@ -251,7 +236,8 @@ class TrainWidget(ScrollingDock):
         self._model.changed.connect(self._on_model_changed)
         self._epochs.changed.connect(self._on_epochs_changed)
         self._controls.run_button.changed.connect(self.train)
-        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+        # Renamed too: painting a result renames it to corrections, which the rows then pick.
+        self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.renamed)
         for event in self._layer_events:
             event.connect(self._on_layers_changed)
         self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
@@ -324,7 +310,13 @@ class TrainWidget(ScrollingDock):
         return Path(str(self._checkpoint.value)).expanduser()
 
     def _on_model_registered(self, _: ModelEntry) -> None:
-        self._model.reset_choices()
+        """List the new model in the registry's order, before 'scratch' and 'checkpoint file…': magicgui adds a
+        new choice at the end, so the list is made afresh."""
+        chosen = self._model.value
+        with self._model.changed.blocked():
+            self._model.choices = ()
+            self._model.reset_choices()
+            self._model.value = chosen
 
     # -- output -------------------------------------------------------------------------------
 
@@ -358,6 +350,7 @@ class TrainWidget(ScrollingDock):
             request, notes = self._read_request()
         except (FormError, TrainingDataError, ModelNotFoundError) as error:
             notifications.show_error(str(error))
+            self._controls.show_status(f"Not started: {error}")
             return
         for note in notes:
             notifications.show_info(f"Fine-tune: {note}.")
@@ -415,6 +408,12 @@ class TrainWidget(ScrollingDock):
                 raise FormError(
                     f"Choose the vessel labels for image {image.name!r}: add a Labels layer of the same "
                     "shape (Layers ▸ New Labels Layer) and paint the vessels (0 stays background)."
+                )
+            if is_unedited_result(label):
+                raise FormError(
+                    f"{label.name!r} is the model's own result, unedited: training on it teaches the model "
+                    f"nothing. Paint your corrections on it first (painting turns it into a '… corrections' "
+                    f"layer), or choose labels you drew for image {image.name!r}."
                 )
             centerline = row.centerline.value
             pairs.append(
