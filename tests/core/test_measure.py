@@ -18,6 +18,7 @@ from napari_octanet.core.measure import (
     iter_measure,
     measure_scan,
     pixel_size_from_fov,
+    pixel_size_from_layer_scale,
 )
 from napari_octanet.core.synthetic import synthetic_octa
 
@@ -148,9 +149,35 @@ def test_nonsense_field_of_view_is_a_value_error_naming_it(fov: object) -> None:
         pixel_size_from_fov(fov, 304)  # type: ignore[arg-type]
 
 
-def test_nonsense_pixel_size_is_refused() -> None:
-    with pytest.raises(ValueError, match="pixel size -1"):
-        measure_scan(bar(), pixel_size_um=-1)
+@pytest.mark.parametrize("pixel_size_um", [-1, 0.0099, 201])
+def test_nonsense_pixel_size_is_refused(pixel_size_um: float) -> None:
+    with pytest.raises(ValueError, match=f"pixel size {pixel_size_um} µm makes no sense") as refusal:
+        measure_scan(bar(), pixel_size_um=pixel_size_um)
+    assert "mm or µm" not in str(refusal.value)  # a layer's scale is read as µm per pixel only
+
+
+def test_a_field_of_view_giving_no_octa_pixel_size_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="a field of view of 0.1 mm over 1024 px makes pixels of 0.0977 µm"):
+        pixel_size_from_fov(0.1, 1024)
+
+
+def test_a_layer_scale_in_um_per_pixel_is_the_pixel_size() -> None:
+    assert pixel_size_from_layer_scale(3000 / 304) == pytest.approx(9.868, abs=1e-3)
+
+
+def test_napari_default_layer_scale_is_refused_as_no_pixel_size() -> None:
+    """Read as 1 µm/px, an unset scale shrank a 3 mm scan of 304 px to 0.3 mm and dropped its ETDRS rings."""
+    with pytest.raises(ValueError, match="napari's default when no scale was set") as refusal:
+        pixel_size_from_layer_scale(1.0)
+    assert "set the layer's scale in µm per pixel" in str(refusal.value) and "field of view" in str(refusal.value)
+
+
+@pytest.mark.parametrize("scale", [3 / 304, 0.5])
+def test_a_layer_scale_in_mm_is_refused_as_mm(scale: float) -> None:
+    """Read as µm, a 3 mm scan's scale in mm (0.0099) made the vessel length density 1000 times too large."""
+    with pytest.raises(ValueError, match=f"the layer's scale {scale:.3g} looks like mm per pixel") as refusal:
+        pixel_size_from_layer_scale(scale)
+    assert f"µm per pixel ({1000 * scale:.3g} if" in str(refusal.value)
 
 
 def test_pixel_units_are_named_in_the_columns() -> None:

@@ -21,27 +21,36 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, RadioButtons, Table
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils import notifications
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
 
 from napari_octanet.core.measure import (
     FazSource,
+    MeasureJob,
     Ring,
     ScanMeasures,
-    check_pixel_size,
     find_faz,
-    measure_scan,
+    iter_measure,
     pixel_size_from_fov,
+    pixel_size_from_layer_scale,
     write_csv,
 )
 
-from ._layers import TAG
+from ._layers import TAG, is_output
 from ._scrolling import ScrollingDock
-from ._workers import FormError, JobControls, call_as_job, describe_failure, notify_failure
+from ._train_pairs import _narrow
+from ._workers import FormError, JobControls, describe_failure, notify_failure
 
 if TYPE_CHECKING:
     import napari
 
 FOV, SCALE, PIXELS = "fov", "scale", "pixels"
 FAZ_ROLE, RINGS_ROLE = "faz", "etdrs rings"
+SCAN_TIP = (
+    "The grey OCTA scan the vessel mask was made from, needed to find the FAZ: without it Measure leaves "
+    "the FAZ out, and Find FAZ looks in the mask alone, which has too few capillaries around the FAZ "
+    "to be reliable (a hand-drawn mask often gives no FAZ)"
+)
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,13 @@ class MeasureRequest:
     pixel_size_um: float | None
     faz: FazSource
 
-    def measure(self) -> list[ScanMeasures]:
-        """The measures of each 2D slice (one for a 2D layer)."""
-        count = len(self.vessels) if self.vessels.ndim == 3 else 1
+    def jobs(self) -> list[MeasureJob]:
+        """One core job per 2D slice (one for a 2D layer), named for the progress line (no layer name: see
+        :meth:`MeasureWidget._on_measured`)."""
+        count = _depth(self.vessels)
         return [
-            measure_scan(
+            MeasureJob(
+                "the mask" if count == 1 else f"slice {i + 1} of {count}",
                 _plane(self.vessels, i),
                 scan=_plane(self.scan, i),
                 pixel_size_um=self.pixel_size_um,
@@ -100,7 +111,7 @@ class MeasureWidget(ScrollingDock):
             name="scan",
             choices=self._image_choices,
             nullable=True,
-            tooltip="The OCTA scan of that mask; it helps find the FAZ (without it, no FAZ is sought)",
+            tooltip=SCAN_TIP,
         )
         self._pixel_size = RadioButtons(
             name="pixel_size",
@@ -116,6 +127,9 @@ class MeasureWidget(ScrollingDock):
             step=0.5,
             tooltip="Width of the scan in mm: 3 for OCTA-500 3M and ROSE, 6 for OCTA-500 6M",
         )
+        for combo in (self._vessels, self._scan):
+            _narrow(combo)
+            combo.native.installEventFilter(MiddleElider(combo.native))
         self._find_button = PushButton(text="Find FAZ", tooltip="Add an editable '<image> FAZ' Labels layer")
         self._export_button = PushButton(text="Export CSV…", tooltip="Save the table as CSV", enabled=False)
         self.controls = JobControls(
@@ -128,6 +142,9 @@ class MeasureWidget(ScrollingDock):
         super().__init__(Container(widgets=[self.form, self.controls, self.table, self._export_button], labels=False))
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.form.reset_choices)
+            event.connect(lambda: self._suggest_scan(replace=False))
+        self._vessels.changed.connect(lambda: self._suggest_scan(replace=True))
+        self._suggest_scan(replace=False)
         self._pixel_size.changed.connect(lambda value: setattr(self._fov, "enabled", value == FOV))
         self._find_button.changed.connect(self.find_faz)
         self.controls.run_button.changed.connect(self.measure)
@@ -143,6 +160,27 @@ class MeasureWidget(ScrollingDock):
 
     def _image_choices(self, _: ComboBox) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _suggest_scan(self, *, replace: bool) -> None:
+        """Choose the vessel mask's scan, if one is known: filling an empty choice, or (``replace``) following
+        a new vessel choice."""
+        scan = self._scan_of(self._vessels.value)
+        if scan is not None and (replace or self._scan.value is None):
+            self._scan.value = scan
+
+    def _scan_of(self, vessels: Labels | None) -> Image | None:
+        """The image the mask was made from (its tag names it), else the only input image that fits it."""
+        if vessels is None:
+            return None
+        fitting = [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and not layer.rgb and layer.data.shape == vessels.data.shape
+        ]
+        source = _tag(vessels).get("source")
+        made_from = [image for image in fitting if str(image.unique_id) == source]
+        inputs = [image for image in fitting if not is_output(image)]
+        return made_from[0] if made_from else inputs[0] if len(inputs) == 1 else None
 
     # -- reading the form ---------------------------------------------------------------------
 
@@ -172,7 +210,7 @@ class MeasureWidget(ScrollingDock):
         if self._pixel_size.value == PIXELS:
             return None
         if self._pixel_size.value == SCALE:
-            return check_pixel_size(float(vessels.scale[-1]))
+            return pixel_size_from_layer_scale(float(vessels.scale[-1]))
         return pixel_size_from_fov(float(self._fov.value), vessels.data.shape[-1])
 
     def _faz_layer(self, vessels: Labels) -> Labels | None:
@@ -214,9 +252,8 @@ class MeasureWidget(ScrollingDock):
             notifications.show_error(str(error))
             return
         self._source_name = (self._scan.value or vessels).name
-
         self.controls.start(
-            call_as_job(request.measure),
+            iter_measure(request.jobs()),
             on_result=lambda measures: self._on_measured(vessels, measures),
             on_error=self._on_failed,
         )
@@ -243,7 +280,8 @@ class MeasureWidget(ScrollingDock):
             where = f"slice {index}: " if len(measures) > 1 else ""
             for note in scan_measures.notes:
                 notifications.show_warning(where + note)
-        self.controls.show_status(f"Measured {len(rows)} region(s) of {vessels.name!r}.")
+        # Names stay out of the status line (the tooltip has them): a long one cannot wrap and would widen the dock.
+        self.controls.show_status(f"Measured {len(rows)} region(s).", tooltip=f"Measured {vessels.name!r}.")
 
     def _rows(self) -> list[dict[str, object]]:
         """The table: one row per region (and slice, for a stack)."""
@@ -333,8 +371,38 @@ class MeasureWidget(ScrollingDock):
         except (ValueError, OSError) as error:
             notifications.show_error(f"Export failed: {error}")
             return False
-        self.controls.show_status(f"Saved {path}.")
+        self.controls.show_status("Saved the CSV file.", tooltip=f"Saved {path}.")  # see _on_measured
         return True
+
+
+class MiddleElider(QObject):
+    """Paints a combo box's current text elided in the middle ('sub-0042_s…OD vessels'), so that a long
+    layer name keeps both its start and its suffix; Qt would cut it at the right edge instead."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if not isinstance(watched, QComboBox) or event.type() != QEvent.Type.Paint:
+            return False
+        painter = QStylePainter(watched)
+        option = _style_option(watched)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        option.currentText = middle_elided_text(watched)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+        painter.end()
+        return True
+
+
+def middle_elided_text(combo: QComboBox) -> str:
+    """The combo box's current text as :class:`MiddleElider` paints it: elided in the middle to fit its field."""
+    field = combo.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, _style_option(combo), QStyle.SubControl.SC_ComboBoxEditField, combo
+    )
+    return combo.fontMetrics().elidedText(combo.currentText(), Qt.TextElideMode.ElideMiddle, field.width())
+
+
+def _style_option(combo: QComboBox) -> QStyleOptionComboBox:
+    option = QStyleOptionComboBox()
+    combo.initStyleOption(option)
+    return option
 
 
 def _depth(data: np.ndarray) -> int:

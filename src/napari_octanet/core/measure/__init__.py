@@ -19,7 +19,7 @@ from .records import (
     write_csv,
 )
 from .regions import ETDRS_RINGS, Ring, etdrs_rings
-from .units import Units, check_fov, check_pixel_size, pixel_size_from_fov
+from .units import Units, check_fov, check_pixel_size, pixel_size_from_fov, pixel_size_from_layer_scale
 from .vessels import VesselMeasures, box_counting_dimension
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "iter_measure",
     "measure_scan",
     "pixel_size_from_fov",
+    "pixel_size_from_layer_scale",
     "vessel_mask",
     "write_csv",
 ]

@@ -1,4 +1,4 @@
-"""Pixel size: from a stated field of view, checked, and the units the measures are reported in.
+"""Pixel size: from a stated field of view or a layer's scale, checked, and the units the measures are reported in.
 
 With a pixel size, lengths are reported in mm, areas in mm² and diameters in µm; without one,
 everything is in pixels and the column names say so (``_px``, ``_px2``) instead of ``_mm``.
@@ -13,6 +13,15 @@ from dataclasses import dataclass
 MAX_FOV_MM = 30.0
 #: Coarsest pixel accepted (µm): no OCTA device samples more coarsely than this.
 MAX_PIXEL_UM = 200.0
+#: Finest pixel accepted (µm). OCTA scans sample the retina at roughly 3-24 µm per pixel (3 mm over
+#: 1024 px to 12 mm over 500 px) and no retinal imaging resolves much below 1 µm, so a smaller value
+#: is a size in mm (3 mm over 304 px is 0.0099 mm per pixel) or a field of view far too small.
+MIN_PIXEL_UM = 0.5
+#: A napari layer's scale when none was set. Read as µm per pixel it would pass the bounds above,
+#: turning a 3 mm scan into 0.3 mm and dropping its ETDRS rings without a word, so it is refused.
+UNSET_LAYER_SCALE = 1.0
+#: What the user sees of the accepted range (the bounds above are the rule).
+TYPICAL_OCTA_PIXELS = "OCTA scans have about 3-24 µm per pixel"
 
 
 def check_fov(fov_mm: float) -> float:
@@ -30,19 +39,52 @@ def pixel_size_from_fov(fov_mm: float, width_px: int) -> float:
     fov = check_fov(fov_mm)
     if width_px < 1:
         raise ValueError(f"image width {width_px} px: an image must be at least one pixel wide")
-    return check_pixel_size(1000.0 * fov / width_px)
+    pixel_size_um = 1000.0 * fov / width_px
+    if not _is_plausible_pixel_size(pixel_size_um):
+        raise ValueError(
+            f"a field of view of {fov:g} mm over {width_px} px makes pixels of {pixel_size_um:.3g} µm, "
+            f"but {TYPICAL_OCTA_PIXELS}: check the field of view (the scan's width in mm)"
+        )
+    return pixel_size_um
+
+
+def pixel_size_from_layer_scale(scale: float) -> float:
+    """Micrometres per pixel stated by a napari layer's scale (µm per pixel); else a ValueError saying how to fix it.
+
+    napari's default scale (1, no scale set) and scales in mm (as napari users often set them) both
+    look like numbers of µm, so both are refused rather than read as µm (see the constants above).
+    """
+    if scale == UNSET_LAYER_SCALE:
+        raise ValueError(
+            "the layer's scale is 1, napari's default when no scale was set, so it gives no pixel size: "
+            "set the layer's scale in µm per pixel (e.g. 9.87 for a 3 mm scan of 304 px), "
+            "or give the field of view in mm instead"
+        )
+    if _is_number_in(scale, 0.0, MIN_PIXEL_UM):
+        raise ValueError(
+            f"the layer's scale {scale:.3g} looks like mm per pixel, since {TYPICAL_OCTA_PIXELS}: set the "
+            f"layer's scale in µm per pixel ({1000 * scale:.3g} if {scale:.3g} is mm), "
+            "or give the field of view in mm instead"
+        )
+    return check_pixel_size(scale)  # type: ignore[return-value]
 
 
 def check_pixel_size(pixel_size_um: float | None) -> float | None:
     """Return the pixel size unchanged if it is plausible (or None: pixel units); else a ValueError naming it."""
     if pixel_size_um is None:
         return None
-    if not _is_number_in(pixel_size_um, 0.0, MAX_PIXEL_UM):
+    if not _is_plausible_pixel_size(pixel_size_um):
         raise ValueError(
-            f"pixel size {pixel_size_um!r} µm makes no sense: it must be above 0 and at most {MAX_PIXEL_UM:g} µm "
-            "(check the field of view, or the layer's scale, which must be in mm or µm per pixel)"
+            f"pixel size {pixel_size_um!r} µm makes no sense: it must be above {MIN_PIXEL_UM:g} and at most "
+            f"{MAX_PIXEL_UM:g} µm ({TYPICAL_OCTA_PIXELS}; check the field of view, in mm, "
+            "or the layer's scale, in µm per pixel)"
         )
     return float(pixel_size_um)  # type: ignore[arg-type]
+
+
+def _is_plausible_pixel_size(pixel_size_um: object) -> bool:
+    """The one rule for pixel sizes (µm): a finite number above MIN_PIXEL_UM and at most MAX_PIXEL_UM."""
+    return _is_number_in(pixel_size_um, MIN_PIXEL_UM, MAX_PIXEL_UM)
 
 
 def _is_number_in(value: object, low: float, high: float) -> bool:
