@@ -88,6 +88,25 @@ def test_missing_file(tmp_path: Path) -> None:
         load_model(tmp_path / "nope.safetensors")
 
 
+def test_a_file_without_read_permission_says_so(
+    tmp_path: Path, tiny_network: OctaNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """safetensors reports such a file as missing ('No such file or directory'); chmod would not stop root."""
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny_network)
+    real_open = Path.open
+
+    def fake_open(self: Path, *args: object, **kwargs: object):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", fake_open)
+    with pytest.raises(
+        CheckpointError, match=r"m\.safetensors cannot be read: permission denied; make the file readable"
+    ):
+        read_info(path)
+
+
 def test_a_write_never_leaves_a_half_file(
     tmp_path: Path, tiny_network: OctaNet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

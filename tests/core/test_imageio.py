@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -41,14 +44,56 @@ def test_rgba_ignores_alpha(tmp_path):
     assert np.all(read_image(write_image(tmp_path / "rgba.png", rgba)) == 80)
 
 
-def test_planar_rgb_tiff_is_read_as_colour(tmp_path):
+def test_planar_rgb_tiff_from_another_program_is_read_as_colour_with_a_warning(tmp_path):
     planar = np.zeros((3, 16, 18), dtype=np.uint16)
     planar[1] = 1000
     path = tmp_path / "planar.tif"
-    tifffile.imwrite(path, planar, photometric="rgb", planarconfig="separate")
-    image = read_image(path)
+    # metadata=None: no tifffile shape record, as a file from another program
+    tifffile.imwrite(path, planar, photometric="rgb", planarconfig="separate", metadata=None)
+    with pytest.warns(UserWarning, match=r"planar\.tif: read as one colour image"):
+        image = read_image(path)
     assert image.shape == (16, 18)
     assert np.all(image == round(0.587 * 1000))
+
+
+@pytest.mark.parametrize("slices", [3, 4])
+def test_a_tifffile_stack_of_three_or_four_slices_is_a_stack_not_one_grey_image(tmp_path, slices):
+    """tifffile stores any (3|4, H, W) array as planar RGB(A) by default; it used to be merged into one grey image."""
+    path = tmp_path / "stack.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tifffile's own note on this default
+        tifffile.imwrite(path, np.zeros((slices, 6, 7), dtype=np.uint8))
+    with pytest.raises(
+        ImageReadError, match=rf"stack\.tif: read as a stack of slices, shape \({slices}, 6, 7\).*planar RGB"
+    ):
+        read_image(path)
+    with pytest.raises(ImageReadError, match="stack of slices"):
+        read_label(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "axes"),
+    [
+        ({"imagej": True}, "CYX"),
+        ({"photometric": "minisblack"}, "QYX"),
+        ({"photometric": "minisblack", "metadata": None}, "IYX"),
+    ],
+)
+def test_imagej_and_page_stacks_of_three_slices_are_stacks(tmp_path, options, axes):
+    path = tmp_path / "pages.tif"
+    tifffile.imwrite(path, np.zeros((3, 6, 7), dtype=np.uint8), **options)
+    with pytest.raises(ImageReadError, match=rf"stack of slices, shape \(3, 6, 7\) \(its tags give the axes {axes}\)"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("samples", [3, 4])
+def test_interleaved_rgb_tiff_is_colour_without_a_warning(tmp_path, samples):
+    rgb = np.full((6, 7, samples), 90, dtype=np.uint8)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, rgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.all(read_image(path) == 90)
 
 
 def test_leading_singleton_axis_is_squeezed(tmp_path):
@@ -58,7 +103,7 @@ def test_leading_singleton_axis_is_squeezed(tmp_path):
 
 def test_stack_is_refused_with_shape_in_message(tmp_path):
     path = write_image(tmp_path / "stack.tif", np.zeros((5, 6, 7), dtype=np.uint8))
-    with pytest.raises(ImageReadError, match=r"stack\.tif.*\(5, 6, 7\)"):
+    with pytest.raises(ImageReadError, match=r"stack\.tif.*\(5, 6, 7\).*save each slice as its own file"):
         read_image(path)
 
 
@@ -123,3 +168,24 @@ def test_a_png_that_is_no_image_says_so_without_suggesting_plugins(tmp_path, con
     with pytest.raises(ImageReadError) as error:
         read_image(path)
     assert str(path) in str(error.value) and reason in str(error.value) and "pip install" not in str(error.value)
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
+    """Opening ``denied`` fails as a file without read permission does (chmod would not stop root)."""
+    real_open = Path.open
+
+    def fake_open(self: Path, *args, **kwargs):
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", fake_open)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_file_without_read_permission_says_permission_denied(tmp_path, monkeypatch, suffix):
+    path = write_image(tmp_path / f"scan{suffix}", np.zeros((4, 4), np.uint8))
+    _deny_reading(monkeypatch, path)
+    with pytest.raises(ImageReadError, match=rf"scan\{suffix}: permission denied; make the file readable"):
+        read_image(path)
+    assert not looks_like_image(path)

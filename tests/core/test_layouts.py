@@ -14,6 +14,7 @@ from napari_octanet.core.layouts import (
     index_dataset,
     layouts_present,
     load_sample,
+    split_folder_of,
 )
 
 
@@ -97,6 +98,26 @@ def test_split_matches_exact_name_or_prefix_with_underscore(pairs):
     assert sorted(index_dataset(pairs, split="val").groups()) == ["OCTA500_3M/val", "ROSSA/val"]
     with pytest.raises(LayoutError, match=r"split tra\b"):
         index_dataset(pairs, split="tra")
+
+
+def test_a_split_not_there_lists_the_split_folders_that_are(pairs):
+    with pytest.raises(
+        LayoutError, match=r"no split folder named 'test' in .*OCTA500_3M.*folders there are: train, val"
+    ):
+        index_dataset(pairs / "OCTA500_3M", split="test")
+    with pytest.raises(LayoutError, match=r"folders there are: val\b"):
+        index_dataset(pairs / "OCTA500_3M" / "val", split="test")
+
+
+def test_a_split_folder_or_a_folder_in_it_stands_for_its_split(pairs, rose1):
+    from napari_octanet.core.evaluation import DEFAULT_SPLIT, split_to_score
+
+    val = pairs / "OCTA500_3M" / "val"
+    assert split_folder_of(val) == split_folder_of(val / "image") == val.resolve()
+    assert split_folder_of(pairs / "OCTA500_3M") is None and split_folder_of(rose1 / "SVC") is None
+    assert split_to_score(val / "label", None) == "val" and split_to_score(pairs, None) == DEFAULT_SPLIT
+    assert split_to_score(val, "train") == "train"
+    assert list(index_dataset(val, split=split_to_score(val, None)).groups()) == ["OCTA500_3M/val"]
 
 
 def test_index_from_an_image_folder_covers_its_split(rose1):

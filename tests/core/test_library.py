@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pkgutil
 import shutil
 import stat
 import subprocess
@@ -145,6 +146,31 @@ def test_octanet_models_rm_needs_yes_and_never_removes_the_bundled_model(models,
         assert main(["models", "rm", bundled.name, "--yes"]) == 2
         if bundled_checkpoint(bundled.name) is not None:
             assert bundled_checkpoint(bundled.name).is_file()
+
+
+def test_octanet_models_lists_a_broken_file_with_its_problem_and_the_rest(models, tiny_network, capsys):
+    """One truncated file used to make 'octanet models' fail without listing anything."""
+    save_checkpoint(models / "good.safetensors", tiny_network)
+    (models / "broken one.safetensors").write_bytes((models / "good.safetensors").read_bytes()[:1000])
+
+    assert main(["models"]) == 0
+
+    captured = capsys.readouterr()
+    lines = {line.split("  ")[0].strip(): line for line in captured.out.splitlines()}
+    assert {"good", "broken one", *(bundled.name for bundled, _ in bundled_checkpoints())} <= set(lines)
+    assert "unreadable" in lines["broken one"] and "unreadable" not in lines["good"]
+    assert "broken one: checkpoint" in captured.err and "octanet models rm 'broken one'" in captured.err
+    assert main(["models", "rm", "broken one", "--yes"]) == 0
+    assert not (models / "broken one.safetensors").exists()
+
+
+def test_every_core_module_is_reachable_as_an_attribute_of_core():
+    """``core.measure`` and the like: the lazy list names every module and package of core."""
+    import napari_octanet.core as core
+
+    on_disk = {info.name for info in pkgutil.iter_modules(core.__path__) if not info.name.startswith("_")}
+    assert set(core._SUBMODULES) == on_disk
+    assert core.measure.__name__ == "napari_octanet.core.measure"
 
 
 def test_every_bundled_preset_is_listed_resolvable_and_lean(models):

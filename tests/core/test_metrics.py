@@ -46,21 +46,35 @@ def test_tolerance_counts_four_neighbours_of_the_label_as_hits():
     assert binary_metrics(pred, label, tolerance=True)["dice"] == pytest.approx(2 / (2 + 2 + 1))
 
 
-def test_empty_cases_have_the_documented_values():
+def test_undefined_metrics_are_nan_not_a_made_up_perfect_score():
     empty = np.zeros((4, 4), dtype=bool)
-    assert binary_metrics(empty, empty) == {
-        "acc": 1.0,
-        "sen": 1.0,
-        "spe": 1.0,
-        "fdr": 0.0,
-        "gmean": 1.0,
-        "kappa": 1.0,
-        "iou": 1.0,
-        "dice": 1.0,
-    }
+    nothing = binary_metrics(empty, empty)
+    assert nothing["acc"] == nothing["spe"] == 1.0
+    assert all(math.isnan(nothing[key]) for key in ("sen", "fdr", "gmean", "kappa", "iou", "dice"))
+    some = empty.copy()
+    some[0, :2] = True
+    no_vessel = binary_metrics(some, empty)  # a label without vessels: SEN and G-mean are undefined
+    assert math.isnan(no_vessel["sen"]) and math.isnan(no_vessel["gmean"])
+    assert (no_vessel["spe"], no_vessel["fdr"], no_vessel["dice"], no_vessel["iou"]) == (14 / 16, 1.0, 0.0, 0.0)
+    missed = binary_metrics(empty, some)  # nothing predicted: FDR is undefined, Dice is 0
+    assert math.isnan(missed["fdr"]) and missed["sen"] == 0.0 and missed["dice"] == 0.0
     all_wrong = binary_metrics(~empty, empty)
-    assert (all_wrong["spe"], all_wrong["fdr"], all_wrong["dice"], all_wrong["kappa"]) == (0.0, 1.0, 0.0, 0.0)
+    assert (all_wrong["spe"], all_wrong["fdr"], all_wrong["dice"]) == (0.0, 1.0, 0.0) and math.isnan(all_wrong["sen"])
     assert math.isnan(auc(np.random.default_rng(0).random((4, 4)), empty))
+
+
+def test_normal_images_keep_the_reference_codes_values():
+    """The ROSE reference code adds 1e-12 to each denominator; away from empty ones it agrees with ours."""
+    tp, fp, fn, tn = confusion(PRED, LABEL)
+    metrics = binary_metrics(PRED, LABEL)
+    reference = {
+        "sen": tp / (fn + tp + 1e-12),
+        "spe": tn / (fp + tn + 1e-12),
+        "fdr": fp / (fp + tp + 1e-12),
+        "iou": tp / (fp + fn + tp + 1e-12),
+        "dice": 2.0 * tp / (fp + fn + 2.0 * tp + 1e-12),
+    }
+    assert {key: metrics[key] for key in reference} == pytest.approx(reference, rel=1e-9)
 
 
 def test_auc_equals_brute_force_pairwise_comparison_with_ties():
@@ -110,6 +124,16 @@ def test_summarise_means_stds_and_skips_undefined_auc():
     assert summary["auc"] == pytest.approx(0.9) and summary["auc_std"] == 0.0
     assert summary["kappa"] == 0.5 and summary["kappa_std"] == 0.0
     assert summary["n_images"] == 2
+    assert summary["auc_n"] == 1 and summary["dice_n"] == 2
+
+
+def test_summarise_leaves_a_label_without_vessels_out_of_sen_and_says_over_how_many():
+    vessels = np.zeros((4, 4), dtype=bool)
+    vessels[1, :] = True
+    scored = [binary_metrics(vessels, vessels), binary_metrics(vessels, np.zeros_like(vessels))]
+    summary = summarise(scored)
+    assert summary["sen"] == 1.0 and summary["sen_n"] == 1 and summary["gmean_n"] == 1
+    assert summary["acc_n"] == 2 and summary["n_images"] == 2
 
 
 def test_summarise_keeps_only_keys_every_image_has():

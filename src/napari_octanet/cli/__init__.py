@@ -26,12 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; user errors print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
-    from ._errors import USER_ERRORS
+    from ._errors import USER_ERRORS, error_line
 
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as error:
-        print(f"octanet {args.command}: error: {error}", file=sys.stderr)
+        print(f"octanet {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"octanet {args.command}: interrupted", file=sys.stderr)

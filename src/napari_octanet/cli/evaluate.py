@@ -8,6 +8,7 @@ import math
 import sys
 from typing import Any
 
+from ..core.evaluation import DEFAULT_SPLIT
 from ..core.inference import MAP_CHOICES
 from ..core.layouts import LAYOUTS
 from ._common import add_mask_options, add_model_options, follow_with_bar, load_model_for, mixed_precision_of
@@ -16,7 +17,11 @@ from ._common import add_mask_options, add_model_options, follow_with_bar, load_
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="score a model on a labelled dataset (paper protocol)")
     parser.add_argument("data", metavar="DATA", help="dataset folder (ROSE-1, ROSE-2 or image/label pairs)")
-    parser.add_argument("--split", default="test", help="split folder name (default: test)")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help=f"split folder name (default: {DEFAULT_SPLIT}, or the split folder DATA is, when it is one)",
+    )
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
     add_model_options(parser)
     add_mask_options(parser, speck_size=0)  # the paper's protocol keeps every piece
@@ -33,13 +38,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.evaluation import iter_evaluate
+    from ..core.evaluation import iter_evaluate, split_to_score
     from ..core.layouts import index_dataset
     from ..core.metrics import METRIC_KEYS
     from ..core.thresholds import parse_threshold
 
     threshold = parse_threshold(args.threshold)
-    index = index_dataset(args.data, args.layout, args.split)
+    split = split_to_score(args.data, args.split)
+    index = index_dataset(args.data, args.layout, split)
     if index.unpaired or index.unreadable:
         print(index.report(), file=sys.stderr)
     model, choice = load_model_for(args)
@@ -57,18 +63,23 @@ def run(args: argparse.Namespace) -> int:
         ),
         unit="image",
     )
+    if result.skipped:
+        print(f"{len(result.skipped)} image(s) skipped, the others scored:", file=sys.stderr)
+        for reason in result.skipped:
+            print(f"  {reason}", file=sys.stderr)
     if args.json:
         payload = {
             **result.summary,
             "model": model.source,
             "data": str(args.data),
-            "split": args.split,
+            "split": split,
             "threshold": threshold,
             "speck_size": args.speck_size,
             "tolerance": args.tolerance,
             "map": args.map,
             "tta": args.tta,
         }
+        payload["skipped"] = result.skipped
         if args.per_image:
             payload["per_image"] = result.per_image
         print(json.dumps(_json_safe(payload), indent=2, allow_nan=False))
@@ -76,10 +87,20 @@ def run(args: argparse.Namespace) -> int:
     if args.per_image:
         for row in result.per_image:
             print(f"{row['image']}: " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_KEYS))
-    print(f"{result.summary['n_images']} images from {args.data} ({index.layout}, split {args.split}):")
+    n_images = result.summary["n_images"]
+    print(f"{n_images} images from {args.data} ({index.layout}, split {split}):")
     for key in METRIC_KEYS:
-        print(f"  {key:6s} {result.summary[key]:.4f} ± {result.summary[key + '_std']:.4f}")
+        print(f"  {key:6s} {_mean_line(result.summary, key, n_images)}")
     return 0
+
+
+def _mean_line(summary: dict[str, Any], key: str, n_images: int) -> str:
+    """'mean ± std', saying over how many images when the metric is undefined on some (see core.metrics)."""
+    defined = summary[f"{key}_n"]
+    if defined == 0:
+        return "undefined on every image"
+    line = f"{summary[key]:.4f} ± {summary[key + '_std']:.4f}"
+    return line if defined == n_images else f"{line} (over {defined} of {n_images} images; undefined on the others)"
 
 
 def _json_safe(value: Any) -> Any:

@@ -20,8 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model, save_checkpoint
     from ..core.registry import registry
 
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} already exists; choose another OUT, or pass --overwrite to replace it")
+    check_output(args.out, overwrite=args.overwrite)
     model = load_model(registry.resolve(args.model))
     provenance = {**model.info.provenance, "exported_from": Path(model.source).name, "float16": args.half}
     if args.note is not None:
@@ -29,3 +28,17 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, model.network, provenance=provenance, half=args.half)
     print(f"{args.out}: {args.out.stat().st_size / 1e6:.1f} MB")
     return 0
+
+
+def check_output(out: Path, *, overwrite: bool) -> None:
+    """OUT must name a file that is new (or may be replaced) in a place this process can write to.
+
+    Checked before the model is loaded; a missing folder is made when the file is written.
+    """
+    from ..core.files import ensure_writable_folder
+
+    if out.is_dir():
+        raise FileExistsError(f"OUT {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another OUT, or pass --overwrite to replace it")
+    ensure_writable_folder(out.parent, create=False)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.library import LibraryModel
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,24 +32,49 @@ def run(args: argparse.Namespace) -> int:
 
 
 def list_models() -> int:
-    from ..core.library import LibraryModel, library_models, models_dir, summarise
+    """Print the library; a model whose file cannot be read is listed with its problem, not left out."""
+    from ..core.library import LibraryModel, library_models, models_dir
     from ..core.registry import bundled_checkpoints
 
     models = library_models()
     rows = [("NAME", "SIZE", "DATE", "VAL DICE", "PATH")]
+    problems: list[str] = []
     for bundled, path in bundled_checkpoints():
-        summary = summarise(LibraryModel(bundled.name, path))
-        rows.append((summary.name, _size(summary.size_bytes), "bundled", _dice(summary.val_dice), str(path)))
+        rows.append(_row(LibraryModel(bundled.name, path), "bundled", problems, fix="reinstall napari-octanet"))
     for model in models:
-        summary = summarise(model)
-        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary.modified))
-        rows.append((summary.name, _size(summary.size_bytes), date, _dice(summary.val_dice), str(summary.path)))
+        fix = f"remove it with 'octanet models rm {shlex.quote(model.name)}'"
+        rows.append(_row(model, None, problems, fix=fix))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    for problem in problems:
+        print(problem, file=sys.stderr)
     if not models:
         print(f"(no trained models in {models_dir()} yet)", file=sys.stderr)
     return 0
+
+
+def _row(model: LibraryModel, date: str | None, problems: list[str], *, fix: str) -> tuple[str, ...]:
+    """One table row (``date`` None: the file's date).
+
+    An unreadable checkpoint gets 'unreadable' for its Dice and a line with the problem and ``fix`` in ``problems``.
+    """
+    from ..core.checkpoint import CheckpointError
+    from ..core.library import summarise
+
+    try:
+        summary = summarise(model)
+    except (CheckpointError, OSError) as error:
+        problems.append(f"{model.name}: {error}; {fix}")
+        stat = model.path.stat()
+        return (model.name, _size(stat.st_size), date or _date(stat.st_mtime), "unreadable", str(model.path))
+    return (
+        summary.name,
+        _size(summary.size_bytes),
+        date or _date(summary.modified),
+        _dice(summary.val_dice),
+        str(summary.path),
+    )
 
 
 def remove(name: str, *, assume_yes: bool) -> int:
@@ -75,3 +105,7 @@ def _dice(val_dice: float | None) -> str:
 
 def _size(size_bytes: int) -> str:
     return f"{size_bytes / 1e6:.1f} MB"
+
+
+def _date(modified: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(modified))

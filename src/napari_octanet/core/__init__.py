@@ -9,17 +9,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: Every module and package of core (a test keeps this complete), so ``core.measure`` and the like work.
 _SUBMODULES = (
+    "allocator",
     "centerline",
     "checkpoint",
     "devices",
     "evaluation",
+    "files",
     "imageio",
     "inference",
     "layouts",
+    "library",
+    "measure",
     "metrics",
     "network",
     "preprocess",
+    "progress",
     "registry",
     "synthetic",
     "thresholds",

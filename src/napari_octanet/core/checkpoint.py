@@ -114,6 +114,15 @@ def _open(path: Path, read: Any, framework: str = "pt") -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     try:
+        path.open("rb").close()  # safetensors reports a file it may not read as missing
+    except OSError as error:
+        reason = (
+            "permission denied; make the file readable (chmod u+r)"
+            if isinstance(error, PermissionError)
+            else error.strerror
+        )
+        raise CheckpointError(f"checkpoint {path} cannot be read: {reason}") from None
+    try:
         with safe_open(str(path), framework=framework, device="cpu") as handle:
             return read(handle)
     except (SafetensorError, OSError, ValueError) as error:

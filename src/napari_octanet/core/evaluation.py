@@ -1,25 +1,45 @@
-"""Evaluating a model on a labelled dataset with the paper's protocol."""
+"""Evaluating a model on a labelled dataset with the paper's protocol.
+
+A sample whose files cannot be used (an unreadable image or label, a label of another size than
+its image) is skipped and named in the result, as files left out of the index are; the others
+are scored. Only when no sample can be scored is that an error.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .checkpoint import LoadedModel
+from .imageio import ImageReadError
 from .inference import MAP_CHOICES, segment
-from .layouts import DatasetIndex, load_sample
+from .layouts import DatasetIndex, LayoutError, load_sample, split_folder_of
 from .metrics import evaluate_image, summarise
 from .progress import Progress
 from .thresholds import Threshold
+
+#: The split scored when none is named and the folder given is not itself a split folder.
+DEFAULT_SPLIT = "test"
 
 
 @dataclass
 class EvaluationResult:
     per_image: list[dict[str, Any]]
     summary: dict[str, Any]
+    #: One line per sample left out: the file and the problem (see the module docstring).
+    skipped: list[str]
+
+
+def split_to_score(root: str | Path, split: str | None) -> str:
+    """The split named; unnamed, the split folder ``root`` is (or is inside), else :data:`DEFAULT_SPLIT`."""
+    if split is not None:
+        return split
+    folder = split_folder_of(root)
+    return folder.name if folder is not None else DEFAULT_SPLIT
 
 
 def select_map(maps: Any, which: str) -> np.ndarray:
@@ -48,10 +68,16 @@ def iter_evaluate(
     ``threshold`` and ``speck_size`` make the mask (see ``binarise``); ``tta`` and
     ``mixed_precision`` are ``iter_segment``'s.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     total = len(index.samples)
     for done, sample in enumerate(index.samples):
-        loaded = load_sample(sample)
+        try:
+            loaded = load_sample(sample)
+        except (ImageReadError, LayoutError) as error:
+            skipped.append(str(error))
+            yield Progress(done + 1, total, f"{sample.stem}: skipped")
+            continue
         label = loaded.label if loaded.label is not None else loaded.pixel_label
         maps = segment(model, loaded.image, device=device, tta=tta, mixed_precision=mixed_precision)
         scores = evaluate_image(
@@ -59,5 +85,8 @@ def iter_evaluate(
         )
         rows.append({"image": str(sample.image), "group": sample.group, **scores})
         yield Progress(done + 1, total, f"{sample.stem}: Dice {scores['dice']:.4f}")
+    if not rows:
+        more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+        raise LayoutError(f"none of the {total} sample(s) in {index.root} could be scored: {skipped[0]}{more}")
     summary = summarise([{k: v for k, v in row.items() if k not in ("image", "group")} for row in rows])
-    return EvaluationResult(rows, summary)
+    return EvaluationResult(rows, summary, skipped)

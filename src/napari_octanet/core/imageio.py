@@ -3,10 +3,18 @@
 TIFF files are read with tifffile, PNG / BMP / JPEG with scikit-image. A leading or trailing
 axis of length one is dropped; colour images become grey (images) or are binarised on any
 colour channel (labels). Every failure is an :class:`ImageReadError` that names the file.
+
+Whether a TIFF of shape (3|4, H, W) is one colour image or a stack of slices is read from its
+tags, not its shape: interleaved RGB(A) samples are colour; several pages, or ImageJ / OME
+channels, slices or frames, are a stack. Planar RGB(A) with tifffile's own shape record is how
+tifffile stores *any* (3|4, H, W) array by default, so it is read as a stack of slices (OCTA
+projections are grey); planar RGB without that record (another program chose it) is colour,
+with a warning saying so.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +34,8 @@ _SIGNATURES = (
     b"BM",
     b"\xff\xd8\xff",  # JPEG
 )
+#: Bytes read to recognise a format by its first bytes (the longest signature).
+_HEAD_BYTES = max(len(signature) for signature in _SIGNATURES)
 #: 8-bit labels are binarised at 128, as in the reference protocol.
 EIGHT_BIT_LABEL_LEVEL = 128
 
@@ -43,11 +53,9 @@ def looks_like_image(path: str | Path) -> bool:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return False
     try:
-        with path.open("rb") as file:
-            head = file.read(8)
-    except OSError:
+        return _read_head(path).startswith(_SIGNATURES)
+    except ImageReadError:
         return False
-    return head.startswith(_SIGNATURES)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -86,34 +94,76 @@ def _read_2d_or_colour(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ImageReadError(f"{path}: unsupported file type {suffix!r}; supported: {', '.join(IMAGE_SUFFIXES)}")
-    array = _read_tiff(path) if suffix in TIFF_SUFFIXES else _read_with_skimage(path)
+    head = _read_head(path)
+    array = _read_tiff(path) if suffix in TIFF_SUFFIXES else _read_with_skimage(path, head)
     return _as_2d_or_colour(array, path)
 
 
+def _read_head(path: Path) -> bytes:
+    """The file's first bytes; a file that cannot be opened is an ImageReadError with the system's reason."""
+    try:
+        with path.open("rb") as file:
+            return file.read(_HEAD_BYTES)
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied; make the file readable (chmod u+r) and retry") from None
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot be read: {error.strerror or error}") from None
+
+
 def _read_tiff(path: Path) -> np.ndarray:
-    """Read a TIFF's first series with channels last, whether stored interleaved or planar."""
+    """A TIFF's first series as (H, W) or (H, W, samples); a stack of slices is an ImageReadError.
+
+    Axes of length one are dropped first. Which axes are slices and which are a pixel's colour
+    samples is tifffile's reading of the tags (see the module docstring for planar RGB).
+    """
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             array = series.asarray()
             axes = series.axes
+            written_by_tifffile = tif.is_shaped
     except Exception as error:  # tifffile raises many types for damaged files
         raise ImageReadError(f"{path}: not a readable TIFF file ({error})") from error
-    if "S" in axes and axes.index("S") != len(axes) - 1:
-        array = np.moveaxis(array, axes.index("S"), -1)
-    return array
+    kept = [i for i, (axis, size) in enumerate(zip(axes, array.shape, strict=True)) if size > 1 or axis in "YX"]
+    array, axes = array.reshape([array.shape[i] for i in kept]), "".join(axes[i] for i in kept)
+    if any(axis not in "SYX" for axis in axes):
+        raise ImageReadError(_stack_message(path, array.shape, f"its tags give the axes {axes}"))
+    if "S" not in axes or axes.endswith("S"):
+        return array
+    if written_by_tifffile:
+        raise ImageReadError(
+            _stack_message(
+                path,
+                array.shape,
+                f"its tags say planar RGB, which is how tifffile stores any ({array.shape[0]}, H, W) array by "
+                "default, and OCTA scans are grey",
+            )
+        )
+    warnings.warn(
+        f"{path}: read as one colour image (its tags say planar RGB, from a program other than tifffile); "
+        "if it holds slices, save each slice as its own file",
+        stacklevel=4,
+    )
+    return np.moveaxis(array, 0, -1)
 
 
-def _read_with_skimage(path: Path) -> np.ndarray:
-    """PNG, BMP or JPEG; a file that does not start like one is refused before any decoder sees it.
+def _stack_message(path: Path, shape: tuple[int, ...], why: str) -> str:
+    return (
+        f"{path}: read as a stack of slices, shape {shape} ({why}); expected one 2D grey or colour image; "
+        "save each slice as its own file (and a colour image as (H, W, 3))"
+    )
+
+
+def _read_with_skimage(path: Path, head: bytes) -> np.ndarray:
+    """PNG, BMP or JPEG; a file whose ``head`` does not start like one is refused before any decoder sees it.
 
     (imageio's own message for such a file suggests installing video plugins, which never helps.)
     """
     from skimage import io
 
     kind = path.suffix.lower()
-    if not looks_like_image(path):
-        what = "the file is empty" if path.stat().st_size == 0 else f"its contents are not a {kind} image"
+    if not head.startswith(_SIGNATURES):
+        what = "the file is empty" if not head else f"its contents are not a {kind} image"
         raise ImageReadError(f"{path}: not a readable image: {what}")
     try:
         return np.asarray(io.imread(path))

@@ -9,7 +9,9 @@ one or more label folders:
 - ``pairs``: ``<set>/<split>/`` with ``image/`` and ``label/`` (e.g. OCTA-500, ROSSA).
 
 The root given may be any level: a folder above several datasets, a dataset, a ROSE-1 layer,
-a split folder, or a folder inside a split (such as ``img/``), which stands for its split.
+a split folder, or a folder inside a split (such as ``img/``), which stands for its split
+(:func:`split_folder_of`). A split asked for that the root does not hold is an error that lists
+the split folders it does hold.
 Images and labels are paired by file stem, never by sorted order; files without a partner and
 files that are not images are listed in the index, not dropped silently.
 """
@@ -155,12 +157,13 @@ def index_dataset(root: str | Path, layout: str = "auto", split: str | None = No
     if layout not in _SPECS:
         raise LayoutError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
     spec = _SPECS[layout]
-    folders = [f for f in _split_folders(root).get(layout, []) if split is None or _split_matches(f.name, split)]
+    present = _split_folders(root).get(layout, [])
+    folders = [f for f in present if split is None or _split_matches(f.name, split)]
     index = DatasetIndex(root, layout, split, samples=[], unpaired=[], unreadable=[])
     for folder in folders:
         _index_split_folder(folder, spec, index)
     if not index.samples:
-        raise LayoutError(_no_samples_message(index, folders))
+        raise LayoutError(_no_samples_message(index, folders, present))
     return index
 
 
@@ -200,6 +203,26 @@ def read_sample_files(sample: Sample) -> tuple[np.ndarray, dict[Path, np.ndarray
     return image, labels
 
 
+def split_folder_of(root: str | Path) -> Path | None:
+    """The split folder ``root`` is, or is an image or label folder of; None for any other folder."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return None
+    enclosing = _enclosing_split_folder(root.resolve())
+    return enclosing[0] if enclosing is not None else None
+
+
+def _enclosing_split_folder(folder: Path) -> tuple[Path, str] | None:
+    """(split folder, layout) when ``folder`` is a split folder or one of its image and label folders."""
+    layout = _layout_of_split_folder(folder)
+    if layout is not None:
+        return folder, layout
+    layout = _layout_of_split_folder(folder.parent)
+    if layout is not None and folder.name.lower() in _SPECS[layout].folder_names():
+        return folder.parent, layout
+    return None
+
+
 def _existing_folder(root: str | Path) -> Path:
     root = Path(root).expanduser()
     if not root.exists():
@@ -218,10 +241,9 @@ def _split_folders(root: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for folder, layout in _search_split_folders(root, MAX_SEARCH_DEPTH):
         found.setdefault(layout, []).append(folder)
-    if not found:
-        layout = _layout_of_split_folder(root.parent)
-        if layout is not None and root.name.lower() in _SPECS[layout].folder_names():
-            found[layout] = [root.parent]
+    if not found and (enclosing := _enclosing_split_folder(root)) is not None:
+        folder, layout = enclosing
+        found[layout] = [folder]
     return found
 
 
@@ -306,10 +328,17 @@ def _images_by_stem(folder: Path, unreadable: list[Path]) -> dict[str, Path]:
     return by_stem
 
 
-def _no_samples_message(index: DatasetIndex, folders: list[Path]) -> str:
+def _no_samples_message(index: DatasetIndex, folders: list[Path], present: list[Path]) -> str:
+    """Why ``index`` has no sample; ``folders`` are the split folders asked for, ``present`` all of them."""
     where = f"{index.root} (layout {index.layout}, split {index.split or 'all'})"
-    if not folders:
+    if not present:
         return f"no split folder in {where}; {LAYOUT_DESCRIPTION}"
+    if not folders:
+        names = ", ".join(dict.fromkeys(folder.name for folder in present))
+        return (
+            f"no split folder named {index.split!r} in {where}; the split folders there are: {names}; "
+            "name one of them as the split (--split), or give its folder"
+        )
     problems = []
     if index.unpaired:
         examples = ", ".join(p.name for p in index.unpaired[:4])

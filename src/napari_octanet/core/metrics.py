@@ -5,11 +5,13 @@ map. For centerline-level labels a tolerance applies: a predicted pixel is a tru
 it lies within the label dilated by a 3x3 ellipse (a cross), while false negatives and true
 negatives are counted against the undilated label. Dataset figures are means over images.
 
-Ratios with an empty denominator take the value of a perfect result, since there was nothing
-to get wrong: SEN is 1 with no vessel in the label, SPE is 1 with no background, FDR is 0 with
-no predicted vessel, IoU and Dice are 1 when prediction and label are both empty, and kappa is 1
-when both are one and the same class everywhere. AUC is undefined (NaN) for an image whose
-label holds a single class.
+A metric whose denominator is empty is undefined (NaN), never given a made-up value: SEN with
+no vessel in the label, SPE with no background, FDR with no predicted vessel, IoU and Dice when
+prediction and label are both empty, kappa when both are one and the same class everywhere,
+G-mean when SEN or SPE is, and AUC when the label holds a single class. The reference code adds
+1e-12 to each denominator (so scores 0 there, and fails on AUC); on every other image its
+values and these agree. Dataset means leave undefined values out, and say over how many images
+each was taken (``<key>_n``).
 """
 
 from __future__ import annotations
@@ -46,17 +48,17 @@ def binary_metrics(pred: np.ndarray, label: np.ndarray, tolerance: bool = False)
     """ACC, SEN, SPE, FDR, G-mean, Cohen's kappa, IoU and Dice of one binary prediction."""
     tp, fp, fn, tn = confusion(pred, label, tolerance)
     total = tp + fp + fn + tn
-    sen = _ratio(tp, tp + fn, empty=1.0)
-    spe = _ratio(tn, tn + fp, empty=1.0)
+    sen = _ratio(tp, tp + fn)
+    spe = _ratio(tn, tn + fp)
     return {
         "acc": (tp + tn) / total,
         "sen": sen,
         "spe": spe,
-        "fdr": _ratio(fp, fp + tp, empty=0.0),
+        "fdr": _ratio(fp, fp + tp),
         "gmean": math.sqrt(sen * spe),
         "kappa": _kappa(tp, fp, fn, tn),
-        "iou": _ratio(tp, tp + fp + fn, empty=1.0),
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0),
+        "iou": _ratio(tp, tp + fp + fn),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
     }
 
 
@@ -99,8 +101,9 @@ def evaluate_image(
 def summarise(per_image: list[dict[str, float]]) -> dict[str, float]:
     """Mean and (population) standard deviation over images of each metric all images have.
 
-    Means are under the metric's own key and deviations under ``<key>_std``; NaN values (an
-    undefined AUC) are left out of both, and a metric that is NaN everywhere stays NaN.
+    Means are under the metric's own key, deviations under ``<key>_std`` and the number of
+    images the metric is defined on under ``<key>_n``; NaN values (undefined, see the module
+    docstring) are left out of all three, and a metric that is NaN everywhere stays NaN.
     """
     if not per_image:
         raise ValueError("summarise needs the metrics of at least one image")
@@ -111,6 +114,7 @@ def summarise(per_image: list[dict[str, float]]) -> dict[str, float]:
             defined = values[~np.isnan(values)]
             summary[key] = float(defined.mean()) if defined.size else math.nan
             summary[f"{key}_std"] = float(defined.std()) if defined.size else math.nan
+            summary[f"{key}_n"] = int(defined.size)
     summary["n_images"] = len(per_image)
     return summary
 
@@ -124,8 +128,9 @@ def _as_masks(pred: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return pred.astype(bool), label.astype(bool)
 
 
-def _ratio(numerator: float, denominator: float, empty: float) -> float:
-    return numerator / denominator if denominator else empty
+def _ratio(numerator: float, denominator: float) -> float:
+    """The ratio, or NaN (undefined) when the denominator is empty."""
+    return numerator / denominator if denominator else math.nan
 
 
 def _kappa(tp: int, fp: int, fn: int, tn: int) -> float:
@@ -133,4 +138,4 @@ def _kappa(tp: int, fp: int, fn: int, tn: int) -> float:
     total = tp + fp + fn + tn
     observed = (tp + tn) / total
     chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / total**2
-    return _ratio(observed - chance, 1.0 - chance, empty=1.0)
+    return _ratio(observed - chance, 1.0 - chance)
