@@ -25,6 +25,7 @@ from napari_octanet.core.training.settings import parse_crop_size
 from napari_octanet.core.training.trainer import (
     TrainSettings,
     _load_optimizer,
+    _mean_over_groups,
     _optimizer_tensors,
     iter_train,
     train,
@@ -399,6 +400,22 @@ def test_training_on_whole_images_of_two_sizes(tmp_path: Path, tiny_init: str) -
     assert result.stopped == "completed"
     assert [h["stage"] for h in result.history] == [1, 2]
     assert load_model(result.best_path).info.provenance["settings"]["crop_size"] is None
+
+
+def test_whole_image_epochs_too_short_to_fill_a_batch_of_one_size_are_refused(tmp_path: Path, tiny_init: str) -> None:
+    """8 draws over 3 sizes in batches of 8 may fill no batch: the epoch used to loop forever."""
+    images = tiny_images(2, 64) + tiny_images(2, 96) + tiny_images(2, 128)
+    short = settings(tmp_path / "a", tiny_init, crop_size=None, batch_size=8, samples_per_epoch=8)
+    with pytest.raises(InputError, match="3 sizes.*at least 22 samples per epoch"):
+        next(iter_train(images, [], short))
+    enough = settings(tmp_path / "b", tiny_init, crop_size=None, batch_size=2, samples_per_epoch=4, epochs=1)
+    assert run_to_end(iter_train(images, [], enough)).stopped == "completed"
+
+
+def test_validation_scores_leave_undefined_images_out() -> None:
+    """An image whose Dice is undefined (NaN) must not make the epoch's score NaN and break model selection."""
+    by_group = {"a": [{"dice": 0.8}, {"dice": float("nan")}], "b": [{"dice": 0.6}], "c": [{"dice": float("nan")}]}
+    assert _mean_over_groups(by_group, "dice") == pytest.approx(0.7)
 
 
 def test_whole_images_of_one_size_or_crops_bring_no_warning(tmp_path: Path, tiny_init: str) -> None:

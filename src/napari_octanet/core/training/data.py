@@ -154,6 +154,15 @@ def same_size_batches(images: Sequence[TrainingImage], order: Sequence[int], bat
     return batches
 
 
+def draws_for_one_size_batch(images: Sequence[TrainingImage], batch_size: int) -> int:
+    """The fewest draws that are sure to hold ``batch_size`` images of one shape (pigeonhole).
+
+    Fewer may fill no batch at all for :func:`same_size_batches`, and an epoch would then never end.
+    """
+    shapes = len({image.image.shape for image in images})
+    return shapes * (batch_size - 1) + 1
+
+
 def whole_image_note(images: Sequence[TrainingImage]) -> str:
     """A warning for whole-image training on images of several shapes (empty when there is none).
 

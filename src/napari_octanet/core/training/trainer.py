@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from .averaging import WeightAverage, saved_average
 from .data import (
     TrainingImage,
     check_training_images,
+    draws_for_one_size_batch,
     epoch_order,
     make_batch,
     prefetched,
@@ -210,6 +212,7 @@ def iter_train(
     network, state, optimizer_tensors, started_from = _initial_model(settings, device)
     provenance = {**(provenance or {}), **({"started_from": started_from} if started_from else {})}
     run = _Run(network, train, list(val), settings, dist, device, provenance)
+    run.check_whole_image_batches()
     starting_point = run.starting_point() if started_from and not settings.resume else None
     yield TrainEvent(
         "start",
@@ -356,10 +359,8 @@ class _Run:
                 trainable, self.settings.ema_decay, saved_average(optimizer_tensors), state.ema_updates
             )
         wrapped = self.dist.wrap(trainable)
-        per_step = self.settings.batch_size * self.dist.world_size
-        # An epoch draws at least one full batch per process, however few the images.
-        samples = max(self.settings.samples_per_epoch or len(self.train), per_step)
-        steps = samples // per_step
+        samples = self.samples_per_epoch()
+        steps = samples // (self.settings.batch_size * self.dist.world_size)
         clock = _StageClock(state.stage_seconds, self.settings.stage_budget_seconds(stage))
         for epoch in range(state.epoch, epochs):
             started = time.perf_counter()
@@ -476,6 +477,24 @@ class _Run:
         if self.settings.freeze_batch_norm:
             _freeze_batch_norm_statistics(trainable)
         return trainable
+
+    def samples_per_epoch(self) -> int:
+        """Draws per epoch, all processes together: at least one full batch per process, however few the images."""
+        per_step = self.settings.batch_size * self.dist.world_size
+        return max(self.settings.samples_per_epoch or len(self.train), per_step)
+
+    def check_whole_image_batches(self) -> None:
+        """Refuse whole-image epochs too short to fill a batch of one image size: they would never make one."""
+        if self.settings.crop_size is not None:
+            return
+        needed = draws_for_one_size_batch(self.train, self.settings.batch_size)
+        drawn = self.samples_per_epoch() // self.dist.world_size
+        if drawn < needed:
+            raise InputError(
+                f"whole images come in {len({image.image.shape for image in self.train})} sizes and each batch holds "
+                f"{self.settings.batch_size} images of one size, so an epoch of {drawn} draws may fill no batch: "
+                f"give at least {needed * self.dist.world_size} samples per epoch, a smaller batch, or crops"
+            )
 
     def _batches(self, stage: int, epoch: int, samples: int) -> Any:
         seed = self.settings.seed * 100_003 + stage * 10_007 + epoch
@@ -649,8 +668,15 @@ def _freeze_batch_norm_statistics(module: nn.Module) -> None:
 
 
 def _mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
-    """Mean of the per-group means, so that a large validation set does not outvote a small one."""
-    return float(np.mean([np.mean([scores[key] for scores in group]) for group in by_group.values()]))
+    """Mean of the per-group means, so that a large validation set does not outvote a small one.
+
+    Undefined scores (NaN: Dice of an image whose label and mask are both empty, AUC of a one-class
+    label) are left out, as ``core.metrics`` leaves them out of its means; all-NaN gives NaN.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "mean of empty slice" for all-NaN
+        means = [np.nanmean([scores[key] for scores in group]) for group in by_group.values()]
+        return float(np.nanmean(means))
 
 
 class _StageClock:
