@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +96,22 @@ def test_fixed_threshold_then_specks_dropped_unless_asked_to_keep_them(tmp_path:
         (["train", "{empty}", "--out", "{image}/m.safetensors", "--batch-size", "1"], "batch normalisation"),
         (["train", "{empty}", "--out", "{image}/m.safetensors", "--freeze-batch-norm"], "from scratch has none"),
         (["train", "{empty}", "--out", "{image}/m.safetensors"], "cannot write into"),
+        (["train", "{empty}", "--out", "{empty}/m2.pt"], "give a name such as m2.safetensors"),
+        (["train", "{empty}", "--out", "{empty}/m3"], "give a name such as m3.safetensors"),
+        (["train", "{empty}", "--resume", "{checkpoint}"], "with --init {checkpoint}"),
+        (["train", "--out", "{empty}/m.safetensors"], "no DATA"),
+        (["segment", "{image}", "--out", "o", "--model", "{checkpoint}", "--fov-mm", "3"], "add --measure"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
-    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+    tmp_path: Path,
+    checkpoint: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    message: str,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where a relative --out would go
     image = tmp_path / "a.png"
     imsave(image, np.zeros((64, 64), np.uint8), check_contrast=False)
     (tmp_path / "empty").mkdir()
@@ -107,8 +119,9 @@ def test_user_errors_are_one_line_without_traceback(
     code = main([a.format(**values) for a in arguments])
     error = capsys.readouterr().err
     assert code == 2
-    assert message in error and "Traceback" not in error
+    assert message.format(**values) in error and "Traceback" not in error
     assert checkpoint.is_file() and image.is_file()
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [] and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -223,7 +236,8 @@ def test_the_tools_own_outputs_are_never_inputs(tmp_path: Path, checkpoint: Path
     _scan(folder / "scan.png")
     assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
     assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["scan.png", "scan_probability.tif", "scan_vessels.png"]
+    written = ["scan_probability.tif", "scan_segment.json", "scan_vessels.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["scan.png", *written]
 
 
 def test_an_unreadable_file_does_not_stop_the_batch(
@@ -252,6 +266,7 @@ def test_a_batch_whose_every_image_fails_leaves_no_folder_or_table(
     assert not (tmp_path / "results").exists()
     error = capsys.readouterr().err
     assert "2 of 2 image(s) failed" in error and "Traceback" not in error
+    assert "no image was segmented" in error and "0.00 images/s" not in error
 
 
 def test_a_blank_scan_gives_an_empty_mask_and_a_warning_naming_it(
@@ -369,7 +384,7 @@ def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path: Path, checkp
         assert tifffile.imread(out / f"s{seed}_probability.tif").shape == (64, 64)
         assert set(np.unique(imread(out / f"s{seed}_vessels.png"))) <= {0, 255}
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"s{seed}{suffix}" for seed in range(6) for suffix in ("_probability.tif", "_vessels.png")
+        f"s{seed}{suffix}" for seed in range(6) for suffix in ("_probability.tif", "_vessels.png", "_segment.json")
     ), "no temporary file left behind"
 
 
@@ -418,3 +433,181 @@ def test_a_thread_count_below_one_is_refused_by_every_command_that_computes(
         main([command, str(tmp_path), *out, "--threads", "0"])
     error = capsys.readouterr().err
     assert exit_.value.code == 2 and "not a positive whole number" in error and "Traceback" not in error
+
+
+def test_one_bad_image_fails_alone_and_the_rest_of_its_group_is_written(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, out = _scans(tmp_path / "scans", 3), tmp_path / "out"
+    with_nan = np.random.default_rng(9).random((64, 64)).astype(np.float32)
+    with_nan[5, 5] = np.nan
+    tifffile.imwrite(folder / "z.tif", with_nan)  # same size: one batch with the three good scans
+    assert _segment(str(folder), "--out", str(out), checkpoint=checkpoint) == 1
+    error = capsys.readouterr().err
+    assert "1 of 4 image(s) failed" in error and f"{folder / 'z.tif'}: image contains 1 NaN" in error
+    assert "s0.png: image contains" not in error
+    _assert_maps_match_one_by_one(folder, out, ["s0", "s1", "s2"], checkpoint)
+    assert not (out / "z_vessels.png").exists()
+
+
+def _rows(csv_file: Path) -> list[dict[str, str]]:
+    import csv
+
+    with csv_file.open() as file:
+        return sorted(csv.DictReader(file), key=lambda row: (row["file"], row["region"]))
+
+
+def test_segment_measure_also_measures_the_images_it_skips(tmp_path: Path, checkpoint: Path) -> None:
+    folder = _scans(tmp_path / "scans", 2)
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert _segment(str(folder), "--out", str(out), checkpoint=checkpoint) == 0
+    _scan(folder / "s2.png", 2)
+    measure = ["--measure", "--fov-mm", "3"]
+    assert _segment(str(folder), "--out", str(out), *measure, checkpoint=checkpoint) == 0
+    assert _segment(str(folder), "--out", str(fresh), *measure, checkpoint=checkpoint) == 0
+    rows = _rows(out / "measures.csv")
+    assert {row["file"] for row in rows} == {"s0.png", "s1.png", "s2.png"}
+    assert rows == _rows(fresh / "measures.csv"), "skipped images measured from their masks as if segmented now"
+
+
+def test_an_interrupted_segment_says_the_measures_were_not_written(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_octanet.cli import segment as segment_command
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segment_command._Pipeline, "run", interrupted)
+    out = tmp_path / "out"
+    assert _segment(str(_scans(tmp_path / "scans", 1)), "--out", str(out), "--measure", checkpoint=checkpoint) == 130
+    assert f"interrupted; {out / 'measures.csv'} was not written" in capsys.readouterr().err
+    assert not (out / "measures.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("second_run", "said"),
+    [
+        (["{b}"], "from {a}"),
+        (["{a}", "--threshold", "0.5"], "with --threshold otsu (now 0.5)"),
+        (["{a}", "--tta"], "with --tta off (now on)"),
+        (["{a}", "--model", "{other_model}"], "with the model {checkpoint} (now {other_model})"),
+    ],
+)
+def test_results_made_from_another_scan_or_other_settings_are_refused(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str], second_run: list[str], said: str
+) -> None:
+    from napari_octanet.core.checkpoint import save_checkpoint
+
+    other_model = tmp_path / "other.safetensors"
+    save_checkpoint(other_model, load_model(checkpoint).network, provenance={"note": "another model"})
+    names = {"a": _scan(tmp_path / "a" / "scan.png", 1), "b": _scan(tmp_path / "b" / "scan.png", 2)}
+    names |= {"checkpoint": checkpoint.resolve(), "other_model": other_model.resolve()}
+    out = tmp_path / "out"
+    command = ["segment", "--out", str(out), "--model", str(checkpoint), "--device", "cpu"]
+    assert main([*command, str(names["a"])]) == 0
+    record = (out / "scan_segment.json").read_text()
+    capsys.readouterr()
+    arguments = [argument.format(**names) for argument in second_run]
+    assert main([*command, *arguments]) == 2
+    error = capsys.readouterr().err
+    assert f"{out / 'scan_probability.tif'} was made {said.format(**names)}" in error
+    assert "--overwrite" in error and "another --out" in error and "skipped" not in error
+    assert (out / "scan_segment.json").read_text() == record
+    assert main([*command, *arguments, "--overwrite"]) == 0
+    assert (out / "scan_segment.json").read_text() != record
+
+
+def test_results_without_a_record_are_kept_by_name_with_one_note(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, out = _scans(tmp_path / "scans", 2), tmp_path / "out"
+    assert _segment(str(folder), "--out", str(out), checkpoint=checkpoint) == 0
+    records = sorted(out.glob("*_segment.json"))
+    assert json.loads(records[0].read_text())["source"] == str((folder / "s0.png").resolve())
+    for record in records:  # as an older version left them
+        record.unlink()
+    capsys.readouterr()
+    assert _segment(str(folder), "--out", str(out), "--threshold", "0.5", checkpoint=checkpoint) == 0
+    error = capsys.readouterr().err
+    assert "2 image(s) already have results" in error and error.count("from an older version") == 1
+
+
+def test_segment_results_are_masks_for_measure_but_never_scans(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_octanet.cli.segment import input_files
+
+    folder = _scans(tmp_path / "scans", 2)
+    assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
+    mask = folder / "s0_vessels.png"
+    assert input_files([str(mask)], masks=True) == [mask]
+    assert input_files([str(folder)], masks=True) == [mask, folder / "s1_vessels.png"]
+    assert input_files([str(mask), str(folder / "s1.png")]) == [folder / "s1.png"]
+    assert f"note: left out {mask}: results of octanet segment" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no scans among the inputs, only .*results of octanet segment"):
+        input_files([str(mask)])
+
+
+def test_train_split_help_says_it_matches_prefixes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "starting with it and '_' (train also takes train_manual and train_sam" in help_text
+
+
+def _write_pairs(root: Path, count: int) -> Path:
+    """An image/label-pairs tree with ``count`` 64 px scans in train/ and in val/."""
+    from napari_octanet.core.synthetic import synthetic_octa
+
+    for split, seed in (("train", 0), ("val", 100)):
+        for kind in ("image", "label"):
+            (root / split / kind).mkdir(parents=True)
+        for i in range(count):
+            image, label = synthetic_octa(64, seed=seed + i)
+            imsave(root / split / "image" / f"{i}.png", image, check_contrast=False)
+            imsave(root / split / "label" / f"{i}.png", (label * 255).astype(np.uint8), check_contrast=False)
+    return root
+
+
+def test_resume_alone_goes_on_with_the_runs_data_out_and_settings(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Ctrl-C line's ``octanet train --resume OUT-last`` continues the run: its model file, its
+    validation split (not a holdout), its precision; it used to start a new model in the library."""
+    library = tmp_path / "library"
+    monkeypatch.setenv("NAPARI_OCTANET_MODELS", str(library))
+    data, out = _write_pairs(tmp_path / "data", 3), tmp_path / "run" / "model.safetensors"
+    recipe = ["--epochs", "1", "--fine-epochs", "0", "--batch-size", "2", "--crop-size", "64"]
+    recipe += ["--samples-per-epoch", "4", "--device", "cpu", "--full-precision", "--keep-resume-state"]
+    first = ["train", str(data), "--val-split", "val", "--init", str(checkpoint), "--out", str(out), *recipe]
+    assert main(first) == 0
+    last = out.with_name("model-last.safetensors")
+    started = load_model(last).info.provenance
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "run")  # DATA was recorded as an absolute path
+    assert main(["train", "--resume", last.name, "--epochs", "2"]) == 0
+    error = capsys.readouterr().err
+    resumed = load_model(last).info.provenance
+    assert not library.exists(), "no new model in the library"
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model-last.safetensors", "model.safetensors"]
+    assert resumed["validation_images"] == started["validation_images"] == 3, "the val split, not a holdout"
+    assert resumed["data_choice"] == started["data_choice"]
+    for name in ("mixed_precision", "half", "init", "device", "keep_resume_state", "crop_size"):
+        assert resumed["settings"][name] == started["settings"][name], name
+    assert f"as its run was started: DATA {data}, --val-split val, --out model.safetensors and the recipe" in error
+    assert "resuming with changed settings: epochs 2 (was 1)" in error
+
+
+def test_resume_changes_are_named_in_words() -> None:
+    from napari_octanet.core.training.settings import TrainSettings, resume_changes
+
+    before = TrainSettings()
+    after = replace(before, half=True, freeze_batch_norm=True, mixed_precision=False, crop_size=None)
+    assert resume_changes(after, before) == [
+        "crop size whole (was 256)",
+        "reduced precision off (was auto)",
+        "freeze batch norm on (was off)",
+        "best model stored in float16 (was float32)",
+    ]

@@ -143,6 +143,36 @@ def test_a_given_faz_is_measured_as_given() -> None:
     assert row["faz_area_mm2"] == pytest.approx(np.count_nonzero(faz) * 1e-4)
 
 
+def test_a_grey_image_is_refused_as_a_mask_in_the_api() -> None:
+    grey = np.random.default_rng(0).random((64, 64))
+    with pytest.raises(ValueError, match="not a vessel mask.*segment the scan first"):
+        measure_scan(grey)
+    with pytest.raises(ValueError, match="not a FAZ mask"):
+        measure_scan(bar(), faz=np.random.default_rng(0).random((100, 200)))
+
+
+def test_a_mask_with_nan_is_refused() -> None:
+    mask = bar().astype(float)
+    mask[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        measure_scan(mask)
+
+
+def test_every_nonzero_value_is_vessel_negative_ones_included() -> None:
+    mask = np.where(bar(), -1, 0).astype(np.int16)
+    assert whole(measure_scan(mask))["vad"] == pytest.approx(whole(measure_scan(bar()))["vad"])
+    hole = np.zeros((150, 150), bool)
+    hole[disk((75, 75), 20)] = True
+    found = find_faz(np.where(hole, 0, -1).astype(np.int16), pixel_size_um=PIXEL_UM)
+    assert found.mask is not None and np.count_nonzero(found.mask & hole) > 0.9 * np.count_nonzero(hole)
+
+
+@pytest.mark.parametrize("faz", [None, "find"])
+def test_a_scan_of_another_size_is_refused_naming_both_shapes(faz: str | None) -> None:
+    with pytest.raises(ValueError, match=r"the scan is \(10, 10\) but the vessel mask is \(100, 200\)"):
+        measure_scan(bar(), scan=np.zeros((10, 10)), faz=faz)
+
+
 @pytest.mark.parametrize("fov", [0, -3, float("nan"), float("inf"), 1000, "three"])
 def test_nonsense_field_of_view_is_a_value_error_naming_it(fov: object) -> None:
     with pytest.raises(ValueError, match=f"field of view {fov!r}".replace("(", r"\(").replace(")", r"\)")):

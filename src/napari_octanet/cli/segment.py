@@ -1,16 +1,21 @@
 """``octanet segment``: probability map and vessel mask for each input image.
 
 Outputs mirror the inputs' folders below their common parent, so two ``scan.png`` in different
-folders never share a result. Results that exist are kept and skipped (a long batch can be
-resumed by running the same command again) unless ``--overwrite``; every file is written under a
-temporary name and renamed, so a crash or a concurrent run never leaves half a file. The tool's
-own outputs are never taken as inputs, and a file that cannot be read or segmented is reported
-at the end without stopping the batch.
+folders never share a result. Beside each scan's two results, ``SCAN_segment.json`` records the
+source file and the settings that made them (model, threshold, speck size, TTA, precision).
+Results that exist are kept and skipped (a long batch can be resumed by running the same command
+again) unless ``--overwrite``, but only when that record matches: results made from another file or
+with other settings are refused, never kept silently. Every file is written under a temporary name
+and renamed, so a crash or a concurrent run never leaves half a file. The tool's own outputs are
+never taken as scans, and a file that cannot be read or segmented is reported at the end without
+stopping the batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -44,6 +49,8 @@ if TYPE_CHECKING:
 PROBABILITY_SUFFIX = "_probability.tif"
 MASK_SUFFIX = "_vessels.png"
 OUTPUT_SUFFIXES = (PROBABILITY_SUFFIX, MASK_SUFFIX)
+#: The record of a scan's source file and the settings that made its results, beside them.
+RECORD_SUFFIX = "_segment.json"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -65,31 +72,54 @@ class Job:
     source: Path
     probability: Path
     mask: Path
+    record: Path
 
     def outputs(self) -> tuple[Path, Path]:
         return self.probability, self.mask
 
 
-def input_files(inputs: list[str]) -> list[Path]:
-    """Expand folders to the image files they hold, leaving out this tool's own results.
+def input_files(inputs: list[str], *, masks: bool = False) -> list[Path]:
+    """The image files ``inputs`` name, folders expanded; a missing path is an error naming it.
 
-    Files named like a result (``*_probability.tif``, ``*_vessels.png``) are never inputs, so an
-    input folder may also be ``--out``. A missing path is an error naming it.
+    Scans (``masks`` False): this tool's own results (``*_probability.tif``, ``*_vessels.png``) are
+    left out, named or found in a folder, so an input folder may also be ``--out`` (a shell glob
+    over it names them too); a note says when named files were left out. Vessel masks (``masks``
+    True): every file named is taken, and a folder gives the masks ``segment`` wrote in it
+    (``*_vessels.png``), or, holding none, its images other than probability maps.
     """
     from ..core.imageio import IMAGE_SUFFIXES
 
     files: list[Path] = []
+    results: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += _segment_masks(found) if masks else [p for p in found if not _is_result(p)]
+        elif not item.is_file():
+            raise FileNotFoundError(f"input {item} does not exist")
+        elif masks or not _is_result(item):
             files.append(item)
         else:
-            raise FileNotFoundError(f"input {item} does not exist")
-    files = [path for path in files if not path.name.endswith(OUTPUT_SUFFIXES)]
+            results.append(item)
+    if results:
+        named = f"{results[0]}" + (f" and {len(results) - 1} more" if len(results) > 1 else "")
+        why = f"{named}: results of octanet segment, not scans (octanet measure --masks measures masks)"
+        if not files:
+            raise FileNotFoundError(f"no scans among the inputs, only {why}")
+        print(f"note: left out {why}", file=sys.stderr)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) among {', '.join(inputs)}")
     return files
+
+
+def _is_result(path: Path) -> bool:
+    return path.name.endswith(OUTPUT_SUFFIXES)
+
+
+def _segment_masks(images: list[Path]) -> list[Path]:
+    """The ``*_vessels.png`` among a folder's images, or every image but probability maps if there are none."""
+    masks = [path for path in images if path.name.endswith(MASK_SUFFIX)]
+    return masks or [path for path in images if not path.name.endswith(PROBABILITY_SUFFIX)]
 
 
 def plan_jobs(files: list[Path], out: Path) -> list[Job]:
@@ -105,8 +135,111 @@ def plan_jobs(files: list[Path], out: Path) -> list[Job]:
     for path, (folder, stem) in zip(files, places, strict=True):
         if places.count((folder, stem)) > 1:
             stem = f"{stem}_{path.suffix.lstrip('.').lower()}"
-        jobs.append(Job(path, folder / f"{stem}{PROBABILITY_SUFFIX}", folder / f"{stem}{MASK_SUFFIX}"))
+        outputs = (folder / f"{stem}{suffix}" for suffix in (PROBABILITY_SUFFIX, MASK_SUFFIX, RECORD_SUFFIX))
+        jobs.append(Job(path, *outputs))
     return jobs
+
+
+#: The options whose values change a result, by their key in its record (the model is kept by content).
+RESULT_OPTIONS = {
+    "threshold": "--threshold",
+    "speck_size": "--speck-size",
+    "tta": "--tta",
+    "full_precision": "--full-precision",
+}
+
+
+def result_settings(args: argparse.Namespace, threshold: Threshold, model: Path) -> dict[str, object]:
+    """The settings that change a result, as its record keeps them: the model (known by its content) and
+    the RESULT_OPTIONS. The batch size and the device are left out: they change the maps by rounding only.
+    """
+    with model.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {
+        "model": str(model.resolve()),
+        "model_sha256": digest,
+        "threshold": threshold,
+        "speck_size": args.speck_size,
+        "tta": args.tta,
+        "full_precision": args.full_precision,
+    }
+
+
+def result_record(source: Path, settings: dict[str, object]) -> dict[str, object]:
+    """What ``SCAN_segment.json`` keeps: the source file (path, size, time modified) and the settings."""
+    status = source.stat()
+    return {"source": str(source.resolve()), "bytes": status.st_size, "modified_ns": status.st_mtime_ns, **settings}
+
+
+@dataclass
+class JobPlan:
+    """A batch sorted by the results already in ``--out``: the jobs to segment and those kept."""
+
+    pending: list[Job]
+    skipped: list[Job]
+    #: Skipped or pending jobs with results but no record (written before records were): kept by name.
+    unrecorded: int = 0
+
+
+def sort_jobs(jobs: list[Job], settings: dict[str, object], *, overwrite: bool) -> JobPlan:
+    """Which jobs to segment and which results to keep; results made otherwise are refused (FileExistsError).
+
+    Results are kept only when their record names the same source file and settings, so a re-run
+    resumes a batch but never passes off another scan's, model's or threshold's results as these.
+    """
+    plan = JobPlan([], [])
+    refused: list[str] = []
+    for job in jobs:
+        existing = [path for path in job.outputs() if path.exists()]
+        if overwrite or not existing:
+            plan.pending.append(job)
+            continue
+        before = _read_record(job.record)
+        if before is None:
+            plan.unrecorded += 1
+        elif differences := _differences(before, result_record(job.source, settings)):
+            refused.append(f"{existing[0]} was made {differences}")
+            continue
+        (plan.skipped if len(existing) == len(job.outputs()) else plan.pending).append(job)
+    if refused:
+        more = f" (and {len(refused) - 1} more result(s) made otherwise)" if len(refused) > 1 else ""
+        raise FileExistsError(f"{refused[0]}{more}; add --overwrite to replace them, or choose another --out")
+    return plan
+
+
+def _read_record(path: Path) -> dict[str, object] | None:
+    """A result's record, or None where there is none (results of a version before records)."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path} ({error}); add --overwrite to segment its scan again") from None
+    return record if isinstance(record, dict) else None
+
+
+def _differences(before: dict[str, object], now: dict[str, object]) -> str:
+    """How the run that made a result differs from this one, for a message ('' when it does not)."""
+    said = []
+    if before.get("source") != now["source"]:
+        said.append(f"from {before.get('source')}")
+    elif (before.get("bytes"), before.get("modified_ns")) != (now["bytes"], now["modified_ns"]):
+        said.append(f"from {now['source']} before it was changed")
+    if before.get("model_sha256") != now["model_sha256"]:
+        same_file = before.get("model") == now["model"]
+        said.append(
+            f"with an earlier version of the model {now['model']}"
+            if same_file
+            else f"with the model {before.get('model')} (now {now['model']})"
+        )
+    for key, option in RESULT_OPTIONS.items():
+        if before.get(key) != now[key]:
+            said.append(f"with {option} {_shown(before.get(key))} (now {_shown(now[key])})")
+    return ", ".join(said)
+
+
+def _shown(value: object) -> object:
+    return ("on" if value else "off") if isinstance(value, bool) else value
 
 
 def check_output_folder(out: Path) -> None:
@@ -155,27 +288,40 @@ class RankShare:
 def run(args: argparse.Namespace) -> int:
     from ..core.thresholds import parse_threshold
 
+    if args.fov_mm is not None and not args.measure:
+        raise ValueError("--fov-mm sets the units of the measures table: add --measure, or leave --fov-mm out")
     threshold = parse_threshold(args.threshold)
-    model_path_of(args)  # a mistyped --model fails here, even when every result exists already
+    model = model_path_of(args)  # a mistyped --model fails here, even when every result exists already
     check_output_folder(args.out)
     share = RankShare.from_environment()
     jobs = share.take(plan_jobs(input_files(args.inputs), args.out))
     measures = measures_for(args, args.out / share.file_name("measures.csv"))
-    pending = [job for job in jobs if args.overwrite or not all(p.exists() for p in job.outputs())]
-    if len(pending) < len(jobs):
+    settings = result_settings(args, threshold, model)
+    plan = sort_jobs(jobs, settings, overwrite=args.overwrite)
+    _say_skipped(plan, args.out, measured=measures is not None)
+    failures: list[str] = []
+    try:
+        if measures:
+            for job in plan.skipped:
+                _measure_existing(measures, job, failures)
+        if plan.pending:
+            args.device = share.device(args.device)
+            loaded, choice = load_model_for(args)
+            started = time.perf_counter()
+            pipeline = _Pipeline(loaded, choice.device, args, threshold, measures, settings)
+            done = pipeline.run(plan.pending, failures)
+            seconds = time.perf_counter() - started
+            rate = f"segmented {done} image(s) in {seconds:.1f} s: {done / seconds:.2f} images/s"
+            print(rate if done else "no image was segmented: each one failed", file=sys.stderr)
+    except KeyboardInterrupt:
+        if not measures:
+            raise
         print(
-            f"{len(jobs) - len(pending)} image(s) already have results in {args.out}: skipped "
-            "(--overwrite rewrites them)",
+            f"octanet segment: interrupted; {measures.out} was not written (the results so far are kept: "
+            "run the same command again to finish the batch and measure every image)",
             file=sys.stderr,
         )
-    failures: list[str] = []
-    if pending:
-        args.device = share.device(args.device)
-        model, choice = load_model_for(args)
-        started = time.perf_counter()
-        done = _Pipeline(model, choice.device, args, threshold, measures).run(pending, failures)
-        seconds = time.perf_counter() - started
-        print(f"segmented {done} image(s) in {seconds:.1f} s: {done / seconds:.2f} images/s", file=sys.stderr)
+        return 130
     if measures and measures.rows:
         print(f"measures -> {measures.write()}")
     if failures:
@@ -186,10 +332,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_skipped(plan: JobPlan, out: Path, *, measured: bool) -> None:
+    """One line for the results kept, and one if some of them have no record to check them by."""
+    if plan.skipped:
+        how = "; their masks are measured" if measured else ""
+        print(
+            f"{len(plan.skipped)} image(s) already have results in {out}: skipped (--overwrite rewrites them){how}",
+            file=sys.stderr,
+        )
+    if plan.unrecorded:
+        print(
+            f"note: {plan.unrecorded} image(s) have results in {out} from an older version, which kept no "
+            f"record ({RECORD_SUFFIX}) of the file and settings that made them: kept by name only "
+            "(--overwrite rewrites them)",
+            file=sys.stderr,
+        )
+
+
+def _measure_existing(measures: MeasureTable, job: Job, failures: list[str]) -> None:
+    """Measure a skipped image from the mask an earlier run wrote, so that the table covers the whole batch."""
+    from ..core.imageio import read_image, read_label
+
+    try:
+        mask = read_label(job.mask)
+        scan = read_image(job.source)
+    except USER_ERRORS + (OSError,) as error:
+        _fail(job, error, failures)
+        return
+    _measure(measures, job, mask, scan, failures)
+
+
+def _measure(measures: MeasureTable, job: Job, mask: np.ndarray, scan: np.ndarray, failures: list[str]) -> None:
+    try:
+        measures.add(job.source.name, mask, scan=scan)
+    except USER_ERRORS as error:
+        _fail(job, error, failures)
+
+
 #: Files decoded ahead of the network, results waiting to be written, and threads that decode and write.
 READ_AHEAD = 8
 WRITES_PENDING = 8
 IO_THREADS = 2
+
+
+#: One segmented image: its job, the scan, the probability map and the vessel mask.
+Segmented = tuple[Job, "np.ndarray", "np.ndarray", "np.ndarray"]
 
 
 class _Pipeline:
@@ -202,8 +389,10 @@ class _Pipeline:
         args: argparse.Namespace,
         threshold: Threshold,
         measures: MeasureTable | None,
+        settings: dict[str, object],
     ) -> None:
-        self.model, self.device, self.args, self.threshold, self.measures = model, device, args, threshold, measures
+        self.model, self.device, self.args, self.threshold = model, device, args, threshold
+        self.measures, self.settings = measures, settings
 
     def run(self, jobs: list[Job], failures: list[str]) -> int:
         """Segment every job; failures are appended as 'file: reason'; returns how many succeeded."""
@@ -214,17 +403,27 @@ class _Pipeline:
             reads = _read_ahead(readers, read_image, jobs)
             writes: deque[tuple[Job, Future[list[Path]]]] = deque()
             for group in _same_size_groups(reads, self.args.batch_size, failures):
-                try:
-                    writes += [(job, writers.submit(self._write, job, *maps)) for job, maps in self._segment(group)]
-                except USER_ERRORS as error:
-                    for job, _ in group:
-                        _fail(job, error, failures)
+                for job, image, probability, mask in self._segment_each(group, failures):
+                    if self.measures:
+                        _measure(self.measures, job, mask, image, failures)
+                    writes.append((job, writers.submit(self._write, job, probability, mask)))
                 # Report finished writes as they come (in order), and keep few results waiting in memory.
                 while writes and (writes[0][1].done() or len(writes) > WRITES_PENDING):
                     succeeded += self._report(*writes.popleft(), failures)
             while writes:
                 succeeded += self._report(*writes.popleft(), failures)
         return succeeded
+
+    def _segment_each(self, group: list[tuple[Job, np.ndarray]], failures: list[str]) -> list[Segmented]:
+        """``_segment``, but a group that fails is run again image by image, so that the image at fault
+        fails alone and under its own name (a NaN pixel in one scan fails the stack it is part of)."""
+        try:
+            return self._segment(group)
+        except USER_ERRORS as error:
+            if len(group) == 1:
+                _fail(group[0][0], error, failures)
+                return []
+        return [segmented for one in group for segmented in self._segment_each([one], failures)]
 
     def _report(self, job: Job, write: Future[list[Path]], failures: list[str]) -> bool:
         """Wait for one image's write and say where it went; False (and a failure listed) if it failed."""
@@ -236,8 +435,8 @@ class _Pipeline:
         print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
         return True
 
-    def _segment(self, group: list[tuple[Job, np.ndarray]]) -> list[tuple[Job, tuple[np.ndarray, np.ndarray]]]:
-        """(job, (probability, mask)) for every image of a same-size group, run as one stack."""
+    def _segment(self, group: list[tuple[Job, np.ndarray]]) -> list[Segmented]:
+        """(job, image, probability, mask) for every image of a same-size group, run as one stack."""
         import numpy as np
 
         from ..core.inference import featureless_note, segment
@@ -259,15 +458,16 @@ class _Pipeline:
                 print(f"warning: {note}", file=sys.stderr)
         for index in maps.featureless:
             print(f"warning: {group[index][0].source}: {featureless_note([index], was_2d=True)}", file=sys.stderr)
-        results = []
-        for (job, image), probability in zip(group, maps.fine, strict=True):
-            mask = binarise(probability, self.threshold, self.args.speck_size)
-            if self.measures:
-                self.measures.add(job.source.name, mask, scan=image)
-            results.append((job, (probability, mask)))
-        return results
+        return [
+            (job, image, probability, binarise(probability, self.threshold, self.args.speck_size))
+            for (job, image), probability in zip(group, maps.fine, strict=True)
+        ]
 
     def _write(self, job: Job, probability: np.ndarray, mask: np.ndarray) -> list[Path]:
+        """Write the results that are missing (all with --overwrite); the record first, when every one is new.
+
+        A result kept from an earlier run keeps that run's record (or, from an older version, none).
+        """
         import numpy as np
         import tifffile
         from skimage.io import imsave
@@ -277,6 +477,9 @@ class _Pipeline:
             job.mask: lambda tmp: imsave(tmp, (mask * 255).astype(np.uint8), check_contrast=False),
         }
         written = [path for path in writers if self.args.overwrite or not path.exists()]
+        if len(written) == len(writers):
+            record = json.dumps(result_record(job.source, self.settings), indent=1)
+            write_atomically(job.record, lambda tmp: tmp.write_text(record + "\n"))
         for path in written:
             write_atomically(path, writers[path])
         return written

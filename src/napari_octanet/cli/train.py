@@ -11,7 +11,7 @@ import time
 from argparse import SUPPRESS
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,24 @@ if TYPE_CHECKING:
 DEFAULTS = TrainSettings()
 
 
+@dataclass(frozen=True)
+class DataChoice:
+    """The images a run trains and validates on; its checkpoints record it (provenance 'data_choice'),
+    so that ``--resume`` reads the same images when DATA and the split options are not given again."""
+
+    #: Dataset folders, absolute (a resumed run may start in another working folder).
+    data: tuple[str, ...] = ()
+    layout: str = "auto"
+    split: str = "train"
+    #: Validation on this split of the same folders; without it, this fraction of the training images.
+    val_split: str | None = None
+    val_fraction: float = 0.1
+
+
+#: The data options where neither an option nor a resumed run says otherwise.
+DATA_DEFAULTS = DataChoice()
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from ..core.layouts import LAYOUTS
     from ..core.network.config import CONFIGS
@@ -38,32 +56,45 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "written to --out (default: a new float16 model in the model library, see 'octanet models'); while it "
         "runs, the latest state goes to OUT-last.safetensors (for --resume), removed at the end unless "
         "--keep-resume-state. Ctrl-C, or SIGTERM (kill, a batch scheduler's time limit), keeps the best model and "
-        "the state. A resumed run keeps the settings it was "
+        "the state. A resumed run (--resume OUT-last.safetensors) goes on with the data, --out and settings it was "
         "started with; options given with --resume change them, and the run says which.",
     )
     recipe = parser.add_argument_group(
         "recipe", "what the run learns; with --resume, only the options given here change the resumed run's"
     )
-    parser.add_argument("data", nargs="+", metavar="DATA", help="dataset folder(s); all are used together")
-    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
-    parser.add_argument("--split", default="train", help="training split folder name (default: train)")
+    parser.add_argument(
+        "data", nargs="*", metavar="DATA", help="dataset folder(s); all are used together (with --resume: the run's)"
+    )
+    parser.add_argument("--layout", default=None, choices=("auto", *LAYOUTS), help=f"(default {DATA_DEFAULTS.layout})")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="training split: the split folders named this or starting with it and '_' (train also takes "
+        f"train_manual and train_sam; default {DATA_DEFAULTS.split})",
+    )
     validation = parser.add_mutually_exclusive_group()
     validation.add_argument(
         "--val-fraction",
         type=float,
-        default=0.1,
-        help="fraction of the training images held out for validation (default 0.1)",
+        default=None,
+        help=f"fraction of the training images held out for validation (default {DATA_DEFAULTS.val_fraction})",
     )
     validation.add_argument(
-        "--val-split", default=None, help="validate on this split of the same folders instead (e.g. val; never test)"
+        "--val-split",
+        default=None,
+        help="validate on this split of the same folders instead, matched as --split is (e.g. val; never test)",
     )
     recipe.add_argument(
         "--config", default=SUPPRESS, choices=tuple(CONFIGS), help=f"network configuration (default {DEFAULTS.config})"
     )
     parser.add_argument(
-        "--init", default="scratch", help="'scratch', 'default' (the bundled model) or a checkpoint to fine-tune"
+        "--init", default=None, help="'scratch' (default), 'default' (the bundled model) or a checkpoint to fine-tune"
     )
-    parser.add_argument("--resume", default=None, help="an OUT-last.safetensors file to continue from")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        help="an OUT-last.safetensors file (kept by a stopped run) to continue from, with its data, --out and settings",
+    )
     recipe.add_argument(
         "--epochs", type=int, default=SUPPRESS, help=f"stage-1 (SCS) epochs (default {DEFAULTS.epochs})"
     )
@@ -133,18 +164,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     recipe.add_argument("--seed", type=int, default=SUPPRESS, help=f"(default {DEFAULTS.seed})")
     parser.add_argument(
-        "--out", type=Path, default=None, help="best checkpoint path (default: the model library, under --name)"
+        "--out",
+        type=Path,
+        default=None,
+        help="best checkpoint path, a .safetensors file (default: the model library, under --name)",
     )
     parser.add_argument("--name", default=None, help="model name in the library (default: octanet-CONFIG-DATE)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument(
-        "--keep-resume-state", action="store_true", help="keep OUT-last.safetensors after a completed run"
+        "--keep-resume-state", action="store_true", default=None, help="keep OUT-last.safetensors after a completed run"
     )
-    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    parser.add_argument("--device", default=None, help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)")
     add_threads_option(parser)
     add_precision_option(parser)
     parser.add_argument("--note", default="", help="free text stored in the checkpoint's provenance")
-    parser.set_defaults(run=run)
+    # None for a switch not given, so that a resumed run can tell it from one given off.
+    parser.set_defaults(run=run, full_precision=None)
 
 
 def _crop_size(text: str) -> int | None:
@@ -154,25 +189,25 @@ def _crop_size(text: str) -> int | None:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def load_data(args: argparse.Namespace, seed: int) -> tuple[list[Any], list[Any]]:
+def load_data(choice: DataChoice, seed: int) -> tuple[list[Any], list[Any]]:
     """Training and validation images; files left out (no partner, unreadable) are listed on stderr."""
     from ..core.training.data import split_train_val
 
-    train = _images_of_split(args, args.split)
-    if args.val_split:
-        if args.val_split.lower().startswith("test"):
+    train = _images_of_split(choice, choice.split)
+    if choice.val_split:
+        if choice.val_split.lower().startswith("test"):
             raise ValueError("validating on a test split would leak it into model selection; use a val split")
-        return train, _images_of_split(args, args.val_split)
-    return split_train_val(train, args.val_fraction, seed)
+        return train, _images_of_split(choice, choice.val_split)
+    return split_train_val(train, choice.val_fraction, seed)
 
 
-def _images_of_split(args: argparse.Namespace, split: str) -> list[Any]:
+def _images_of_split(choice: DataChoice, split: str) -> list[Any]:
     from ..core.layouts import index_dataset
     from ..core.training.data import training_images_from_index
 
     images = []
-    for root in args.data:
-        index = index_dataset(root, args.layout, split)
+    for root in choice.data:
+        index = index_dataset(root, choice.layout, split)
         if index.unpaired or index.unreadable:
             print(index.report(), file=sys.stderr)
         images += training_images_from_index(index)
@@ -181,9 +216,14 @@ def _images_of_split(args: argparse.Namespace, split: str) -> list[Any]:
 
 def output_path(args: argparse.Namespace, settings: TrainSettings) -> Path:
     """--out, or a new file in the model library named after --name (never an existing one)."""
-    if args.out is not None:
-        return args.out
     from ..core.library import SUFFIX, models_dir, unique_name
+
+    if args.out is not None:
+        if args.out.suffix != SUFFIX:
+            raise ValueError(
+                f"--out {args.out}: a model is written as {SUFFIX}; give a name such as {args.out.stem}{SUFFIX}"
+            )
+        return args.out
 
     config = settings.config if isinstance(settings.config, str) else "custom"
     wanted = args.name or f"octanet-{config}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -212,30 +252,113 @@ RECIPE_FIELDS = (
 )
 
 
-def settings_from(args: argparse.Namespace) -> TrainSettings:
-    """The run's settings: the options given, over the resumed run's settings (--resume) or the defaults."""
-    given = {field: getattr(args, field) for field in RECIPE_FIELDS if hasattr(args, field)}
-    if "augment" in given:
-        given["augment"] = AUGMENTS[given["augment"]]
-    base = _resumed_run(args.resume) if args.resume else DEFAULTS
-    settings = replace(base, **given)
-    return replace(
-        settings,
-        out=str(output_path(args, settings)),
-        init=args.init,
-        device=args.device,
-        mixed_precision=mixed_precision_of(args),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        keep_resume_state=args.keep_resume_state,
-        half=args.out is None,
+@dataclass(frozen=True)
+class ResumedRun:
+    """What a resume state records of the run that wrote it."""
+
+    path: Path
+    #: None for a state from before runs recorded their settings.
+    settings: TrainSettings | None
+    #: The data and validation options; a state from before they were recorded knows only DATA.
+    data: DataChoice
+    data_recorded: bool
+    #: The command line that started the run ('' if not recorded).
+    command: str
+
+    def out(self) -> Path:
+        """The run's model file: beside the state (OUT-last -> OUT), wherever the two were moved to."""
+        from ..core.library import RESUME_STEM_END
+
+        if self.path.stem.endswith(RESUME_STEM_END):
+            return self.path.with_name(self.path.stem.removesuffix(RESUME_STEM_END) + self.path.suffix)
+        if self.settings is None:
+            raise ValueError(f"{self.path} does not say where its run's model goes: give --out")
+        return Path(self.settings.out)
+
+
+def resumed_run(state: str) -> ResumedRun:
+    """The run that ``--resume`` names; a finished model (no resume state in it) is refused, saying what to do."""
+    from ..core.checkpoint import read_info
+    from ..core.training.settings import recorded_settings
+
+    info = read_info(state)
+    if not info.training_state:
+        raise ValueError(
+            f"--resume {state}: this is a finished model, not a resume state (the OUT-last.safetensors that a "
+            f"stopped run keeps); to train it further, start a new run from it with --init {state}"
+        )
+    provenance = info.provenance
+    record = provenance.get("data_choice")
+    if isinstance(record, dict):
+        known = {field.name for field in fields(DataChoice)}
+        data = DataChoice(**{**{k: v for k, v in record.items() if k in known}, "data": tuple(record.get("data", ()))})
+    else:  # from before the choice was recorded: DATA as it was given then
+        data = DataChoice(data=tuple(provenance.get("data", ())))
+    command = str(provenance.get("command", ""))
+    return ResumedRun(Path(state), recorded_settings(provenance), data, isinstance(record, dict), command)
+
+
+def data_choice_from(args: argparse.Namespace, resumed: ResumedRun | None) -> DataChoice:
+    """The data options given, over the resumed run's (--resume) or the defaults; DATA is needed without --resume."""
+    base = resumed.data if resumed is not None else DATA_DEFAULTS
+    data = tuple(os.path.abspath(folder) for folder in args.data) or base.data
+    if not data:
+        raise ValueError("no DATA: name the dataset folder(s) to train on")
+    validation_given = args.val_split is not None or args.val_fraction is not None
+    return DataChoice(
+        data=data,
+        layout=args.layout or base.layout,
+        split=args.split or base.split,
+        val_split=args.val_split if validation_given else base.val_split,
+        val_fraction=args.val_fraction if args.val_fraction is not None else base.val_fraction,
     )
 
 
-def _resumed_run(resume_state: str) -> TrainSettings:
-    from ..core.training.trainer import resumed_settings
+def settings_from(args: argparse.Namespace, resumed: ResumedRun | None = None) -> TrainSettings:
+    """The run's settings: the options given, over the resumed run's settings (``resumed``: what --resume
+    names) or the defaults. A resumed run also keeps its model file unless --out or --name is given."""
+    given = {field: getattr(args, field) for field in RECIPE_FIELDS if hasattr(args, field)}
+    if "augment" in given:
+        given["augment"] = AUGMENTS[given["augment"]]
+    switches = {"init": args.init, "device": args.device, "keep_resume_state": args.keep_resume_state}
+    given |= {field: value for field, value in switches.items() if value is not None}
+    if args.full_precision is not None:
+        given["mixed_precision"] = mixed_precision_of(args)
+    base = resumed.settings if resumed is not None and resumed.settings is not None else DEFAULTS
+    settings = replace(base, **given)
+    if resumed is None or args.out is not None or args.name is not None:
+        settings = replace(settings, out=str(output_path(args, settings)), half=args.out is None)
+    else:
+        settings = replace(settings, out=str(resumed.out()))
+    return replace(settings, resume=args.resume, overwrite=args.overwrite)
 
-    return resumed_settings(resume_state) or DEFAULTS
+
+def resume_note(args: argparse.Namespace, resumed: ResumedRun, choice: DataChoice) -> str:
+    """What a resumed run takes from its state rather than from the command line, in a line or two."""
+    validation = f"--val-split {choice.val_split}" if choice.val_split else f"--val-fraction {choice.val_fraction}"
+    validation_given = args.val_split is not None or args.val_fraction is not None
+    taken = [f"DATA {' '.join(choice.data)}"] if not args.data else []
+    if resumed.data_recorded:
+        if args.split is None and choice.split != DATA_DEFAULTS.split:
+            taken.append(f"--split {choice.split}")
+        if not validation_given:
+            taken.append(validation)
+    if args.out is None and args.name is None:
+        taken.append(f"--out {resumed.out()}")
+    if any(not hasattr(args, field) for field in RECIPE_FIELDS):
+        taken.append("the recipe options not given now")
+    lines = [f"resuming {resumed.path} as its run was started: {_listed(taken)}"] if taken else []
+    if not resumed.data_recorded and (args.split is None or not validation_given):
+        started = f"; it was started as: {resumed.command}" if resumed.command else ""
+        lines.append(
+            f"note: {resumed.path} predates the recording of the split and validation options, so they are "
+            f"--split {choice.split} and {validation} unless given now{started}"
+        )
+    return "\n".join(lines)
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else items[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -243,15 +366,20 @@ def run(args: argparse.Namespace) -> int:
 
     apply_threads(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    settings = settings_from(args)
+    resumed = resumed_run(args.resume) if args.resume else None
+    choice = data_choice_from(args, resumed)
+    settings = settings_from(args, resumed)
     check_settings(settings)
-    train, val = load_data(args, settings.seed)
+    if resumed is not None and is_main and (note := resume_note(args, resumed, choice)):
+        print(note, file=sys.stderr)
+    train, val = load_data(choice, settings.seed)
     groups: dict[str, int] = {}
     for image in train:
         groups[image.group] = groups.get(image.group, 0) + 1
     provenance = {
         "command": shlex.join(["octanet", *sys.argv[1:]]) if sys.argv else "",
-        "data": args.data,
+        "data": list(choice.data),
+        "data_choice": asdict(choice),
         "training_images": groups,
         "validation_images": len(val),
         "note": args.note,
@@ -306,7 +434,7 @@ def _what_was_kept(settings: TrainSettings) -> str:
     best, last = Path(settings.out), settings.last_path()
     if not best.is_file():
         return "no epoch had finished, so nothing was kept"
-    resume = f"; resume with --resume {last}" if last.is_file() else ""
+    resume = f"; resume with: octanet train --resume {last}" if last.is_file() else ""
     return f"the best model so far is kept at {best}{resume}"
 
 

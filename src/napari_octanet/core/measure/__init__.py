@@ -8,14 +8,15 @@ batch as a progress generator. Definitions and sources are in the README's *Meas
 from .faz import FazMeasures, FazResult, faz_measures, find_faz
 from .records import (
     FAZ_COLUMNS,
+    MAX_MASK_VALUES,
     VESSEL_COLUMNS,
     FazSource,
     MeasureJob,
     RegionRecord,
     ScanMeasures,
+    as_mask,
     iter_measure,
     measure_scan,
-    vessel_mask,
     write_csv,
 )
 from .regions import ETDRS_RINGS, Ring, etdrs_rings
@@ -25,6 +26,7 @@ from .vessels import VesselMeasures, box_counting_dimension
 __all__ = [
     "ETDRS_RINGS",
     "FAZ_COLUMNS",
+    "MAX_MASK_VALUES",
     "VESSEL_COLUMNS",
     "FazMeasures",
     "FazResult",
@@ -35,6 +37,7 @@ __all__ = [
     "ScanMeasures",
     "Units",
     "VesselMeasures",
+    "as_mask",
     "box_counting_dimension",
     "check_fov",
     "check_pixel_size",
@@ -45,6 +48,5 @@ __all__ = [
     "measure_scan",
     "pixel_size_from_fov",
     "pixel_size_from_layer_scale",
-    "vessel_mask",
     "write_csv",
 ]

@@ -61,11 +61,11 @@ class FazMeasures:
 
 def find_faz(vessels: np.ndarray, scan: np.ndarray | None = None, pixel_size_um: float | None = None) -> FazResult:
     """Find the FAZ in a 2D vessel mask (nonzero = vessel), helped by the scan where given (see module)."""
-    flow = np.asarray(vessels) > 0
+    flow = np.asarray(vessels) != 0
     pixel_um = pixel_size_um or ASSUMED_PIXEL_UM
     radius = max(1, round(BRIDGE_UM / pixel_um))
     if scan is not None:
-        flow |= _scan_flow(np.asarray(scan, dtype=np.float64), flow.shape, radius)
+        flow |= _scan_flow(checked_scan(np.asarray(scan, dtype=np.float64), flow.shape), radius)
     seed = _central_open_region(ndimage.binary_dilation(flow, _disk(radius)))
     if seed is None:
         return FazResult(None, _not_found("no vessel-free region lies near the image centre"))
@@ -82,22 +82,27 @@ def find_faz(vessels: np.ndarray, scan: np.ndarray | None = None, pixel_size_um:
 
 
 def _not_found(reason: str) -> str:
-    return (
-        f"No FAZ found: {reason}. Draw it yourself (a Labels layer, or a mask file) and measure again; "
-        "the FAZ columns are left empty."
-    )
+    """The note for a FAZ not found; what the user can do instead depends on the front end, which says it."""
+    return f"No FAZ found: {reason}; the FAZ columns are left empty."
 
 
-def _scan_flow(scan: np.ndarray, shape: tuple[int, ...], radius: int) -> np.ndarray:
+def checked_scan(scan: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The scan, refused unless it has the vessel mask's shape (a scan of another image would give a wrong FAZ)."""
+    if scan.shape != shape:
+        raise ValueError(
+            f"the scan is {scan.shape} but the vessel mask is {shape}: give the scan the mask was made from"
+        )
+    return scan
+
+
+def _scan_flow(scan: np.ndarray, radius: int) -> np.ndarray:
     """Where the scan's local mean signal rises FLOW_RISE of the way from its darkest central spot to its median.
 
     The local mean (a Gaussian of ``radius / 2``) averages speckle and single capillaries into a
     flow density; the darkest spot near the centre is the FAZ floor, whatever the scan's offset.
     """
-    if scan.shape != shape:
-        raise ValueError(f"the scan is {scan.shape} but the vessel mask is {shape}: they must be the same 2D size")
     local = ndimage.gaussian_filter(scan, radius / 2.0)
-    floor = float(ndimage.gaussian_filter(scan, float(radius))[_central_disc(shape)].min())
+    floor = float(ndimage.gaussian_filter(scan, float(radius))[_central_disc(scan.shape)].min())
     return local > floor + FLOW_RISE * (float(np.median(local)) - floor)
 
 
@@ -144,7 +149,7 @@ def faz_measures(faz: np.ndarray, units: Units) -> FazMeasures:
     """
     from skimage.measure import perimeter_crofton
 
-    mask = np.asarray(faz) > 0
+    mask = np.asarray(faz) != 0
     area_px = int(np.count_nonzero(mask))
     perimeter_px = float(perimeter_crofton(np.pad(mask, 1), directions=4))
     circle_perimeter_px = 2.0 * np.sqrt(np.pi * area_px)

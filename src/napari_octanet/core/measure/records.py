@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ..files import write_atomically
-from .faz import FazMeasures, faz_measures, find_faz
+from ..preprocess import numeric_pixels
+from .faz import FazMeasures, checked_scan, faz_measures, find_faz
 from .regions import WHOLE, Ring, analysed_regions, etdrs_rings
 from .units import Units, check_pixel_size
 from .vessels import VesselMeasures, analyse_skeleton, vessel_measures
@@ -99,12 +100,14 @@ def measure_scan(
 ) -> ScanMeasures:
     """Measure one 2D vessel mask (nonzero = vessel) in the whole image and, with a pixel size, ETDRS rings.
 
-    Without a pixel size every measure is in pixels (the ``units`` column says 'px' and the column
-    names end in ``_px``). Rings centre on the FAZ centroid, or on the image centre without a FAZ.
+    The mask must be one (see :func:`as_mask`), and a scan must be the mask's size. Without a pixel
+    size every measure is in pixels (the ``units`` column says 'px' and the column names end in
+    ``_px``). Rings centre on the FAZ centroid, or on the image centre without a FAZ.
     """
-    mask = _two_dimensional(vessels, "vessel mask")
+    mask = as_mask(vessels)
+    image = None if scan is None else checked_scan(_two_dimensional(scan, "scan"), mask.shape)
     units = Units(check_pixel_size(pixel_size_um))
-    faz_mask, notes = _faz_mask(mask, scan, units, faz)
+    faz_mask, notes = _faz_mask(mask, image, units, faz)
     faz_found = faz_mask is not None and bool(faz_mask.any())
     faz_record = faz_measures(faz_mask, units) if faz_found else None
     if faz_record is not None and faz_record.touches_border:
@@ -138,31 +141,37 @@ def _faz_mask(
     if isinstance(faz, str):
         if faz != "find":
             raise ValueError(f"faz={faz!r}: pass 'find', a FAZ mask array, or None")
-        image = None if scan is None else _two_dimensional(scan, "scan")
-        found = find_faz(vessels, image, units.pixel_size_um)
+        found = find_faz(vessels, scan, units.pixel_size_um)
         return found.mask, ([] if found.mask is not None else [found.message])
-    given = _two_dimensional(faz, "FAZ mask") > 0
+    given = as_mask(faz, "FAZ mask")
     if given.shape != vessels.shape:
         raise ValueError(f"the FAZ mask is {given.shape} but the vessel mask is {vessels.shape}: draw it on the scan")
     return given, ([] if given.any() else ["the FAZ mask is empty: the FAZ columns are left empty"])
 
 
-#: A vessel mask holds a few values (0 and 255, or a few labels); a grey scan or a probability map holds many.
+#: A mask holds a few values (0 and 255, or a few labels); a grey scan or a probability map holds many.
 MAX_MASK_VALUES = 16
 
 
-def vessel_mask(image: np.ndarray, name: str) -> np.ndarray:
-    """A vessel mask read from a file, as booleans (nonzero = vessel); a scan or a map given instead is refused.
+def as_mask(image: np.ndarray, what: str = "vessel mask") -> np.ndarray:
+    """A 2D mask as booleans, nonzero = foreground (vessel, FAZ); an image that is no mask is refused.
 
-    A grey scan taken for a mask would count almost every pixel as vessel without a word.
+    A grey scan or a probability map taken for a mask would count almost every pixel as foreground
+    without a word, and a NaN is neither background nor a label.
     """
-    values = np.unique(image).size
+    pixels = numeric_pixels(_two_dimensional(image, what), f"the {what}")
+    if not np.isfinite(pixels).all():
+        raise ValueError(
+            f"the {what} holds NaN or infinite values; a mask is 0 for background and a few other values: "
+            "threshold the map it came from"
+        )
+    values = np.unique(pixels).size
     if values > MAX_MASK_VALUES:
         raise ValueError(
-            f"{name} holds {values} different values, so it is a grey scan or a probability map, not a vessel mask "
+            f"the {what} holds {values} different values, so it is a grey scan or a probability map, not a {what} "
             "(a few values, such as 0 and 255): segment the scan first, or threshold the map"
         )
-    return np.asarray(image) > 0
+    return pixels != 0
 
 
 def _two_dimensional(array: np.ndarray, what: str) -> np.ndarray:

@@ -64,7 +64,7 @@ def analyse_skeleton(vessels: np.ndarray) -> SkeletonAnalysis:
     """Skeletonise a 2D vessel mask (nonzero = vessel) and analyse its branches."""
     from skimage.morphology import skeletonize
 
-    mask = np.asarray(vessels) > 0
+    mask = np.asarray(vessels) != 0
     skeleton = skeletonize(mask)
     neighbours = ndimage.convolve(skeleton.astype(np.uint8), _EIGHT_CONNECTED.astype(np.uint8), mode="constant") - 1
     junctions, _ = ndimage.label(skeleton & (neighbours >= 3), structure=_EIGHT_CONNECTED)

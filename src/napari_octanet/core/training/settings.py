@@ -188,16 +188,35 @@ def drew_turned_views(provenance: Mapping[str, Any]) -> bool:
 
 
 def resume_changes(settings: TrainSettings, resumed: TrainSettings) -> list[str]:
-    """'name now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
+    """'setting now (was before)' for every setting, other than NOT_RECIPE, that differs from the resumed run's."""
     now, before = settings_record(settings), settings_record(resumed)
     return [
-        f"{name} {_shown(getattr(settings, name))} (was {_shown(getattr(resumed, name))})"
+        f"{_LABELS.get(name, name.replace('_', ' '))} {_shown(name, getattr(settings, name))} "
+        f"(was {_shown(name, getattr(resumed, name))})"
         for name in now
         if name not in NOT_RECIPE and now[name] != before[name]
     ]
 
 
-def _shown(value: object) -> object:
-    """A setting as a message shows it: an augmentation by its AUGMENTS name where it has one."""
-    names = [name for name, augment in AUGMENTS.items() if augment == value]
+#: How a message names a setting whose field name would be jargon (``resume_changes``); others lose their '_'.
+_LABELS = {
+    "half": "best model stored in",
+    "mixed_precision": "reduced precision",
+    "ema_decay": "EMA decay",
+    "fine_epochs": "stage-2 epochs",
+    "time_budget_minutes": "time budget (minutes)",
+}
+
+
+def _shown(name: str, value: object) -> object:
+    """A setting's value as a message shows it: an augmentation by its AUGMENTS name, a switch as on or off."""
+    if name == "half":
+        return "float16" if value else "float32"
+    if name == "crop_size" and value is None:
+        return WHOLE_IMAGES
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "auto" if name == "mixed_precision" else "none"
+    names = [augment_name for augment_name, augment in AUGMENTS.items() if augment == value]
     return names[0] if names else value
