@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_octanet.plugin._first_view import _camera
+from napari_octanet.plugin._workers import JobControls
 from napari_octanet.plugin.measure_widget import MeasureWidget
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import TrainWidget
@@ -124,3 +125,56 @@ def test_the_fine_tune_rows_are_not_cut_at_the_right(make_napari_viewer, qtbot, 
     assert train.native.findChildren(QAbstractSpinBox), "no spin boxes to check"
     for dock in (segment, train):
         assert controls_cut_at_the_right(dock) == [], type(dock).__name__
+
+
+#: 70 characters, as an exported scan's name may be.
+LONG_NAME = "sub-0042_ses-baseline_OD_angio_superficial_3x3mm_2023-05-17_export_v02"
+#: A status line naming a file whose name Qt finds nowhere to wrap in (no space, '/' or '-'): 640 px wide.
+LONG_STATUS = f"Saved {LONG_NAME.replace('-', '_')}_vessels_corrected.csv in /home/someone/exports."
+
+
+def three_docks_at_1280_by_800(make_napari_viewer, qtbot, name: str) -> list:
+    """The three docks, docked as napari does, beside an image and a labels layer named after ``name``."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*LAPTOP)
+    viewer.add_image(np.zeros((64, 64)), name=name)
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name=f"{name} vessels")
+    docks = [dock(viewer, synchronous=True) for dock in (SegmentWidget, TrainWidget, MeasureWidget)]
+    for widget in docks:
+        viewer.window.add_dock_widget(widget, name=type(widget).__name__)
+    settle(qtbot)
+    return docks
+
+
+def settle(qtbot) -> None:
+    QApplication.processEvents()
+    qtbot.wait(50)
+
+
+def widths(docks) -> dict[str, int]:
+    return {type(widget).__name__: widget.native.width() for widget in docks}
+
+
+def job_controls(dock) -> JobControls:
+    return dock._controls if isinstance(dock, TrainWidget) else dock.controls
+
+
+def test_a_long_layer_name_widens_no_dock(make_napari_viewer, qtbot) -> None:
+    """Every combo box of names is elided: with this name the docks were 614 px wide instead of 545."""
+    short = widths(three_docks_at_1280_by_800(make_napari_viewer, qtbot, "scan"))
+    assert widths(three_docks_at_1280_by_800(make_napari_viewer, qtbot, LONG_NAME)) == short
+
+
+def test_a_long_path_in_a_status_line_widens_no_dock_and_is_shown_whole(make_napari_viewer, qtbot) -> None:
+    docks = three_docks_at_1280_by_800(make_napari_viewer, qtbot, "scan")
+    before = widths(docks)
+    for widget in docks:
+        job_controls(widget).show_status(LONG_STATUS)
+    settle(qtbot)
+
+    assert widths(docks) == before
+    for widget in docks:
+        status = job_controls(widget).status
+        label = status.native
+        assert status.value == LONG_STATUS
+        assert label.height() >= label.heightForWidth(label.width()), "the wrapped lines are cut at the bottom"

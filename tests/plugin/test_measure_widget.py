@@ -12,8 +12,9 @@ from qtpy.QtWidgets import QApplication
 from skimage.draw import disk
 
 from napari_octanet.core.synthetic import synthetic_octa
+from napari_octanet.plugin._combos import middle_elided_text
 from napari_octanet.plugin._layers import TAG
-from napari_octanet.plugin.measure_widget import MeasureWidget, middle_elided_text
+from napari_octanet.plugin.measure_widget import MeasureWidget
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from napari_octanet.core import checkpoint, inference
 from napari_octanet.core.inference import Segmentation
 from napari_octanet.core.registry import ModelRegistry, registry
 from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, binarise
+from napari_octanet.plugin import _model_choice as model_choice_module
 from napari_octanet.plugin import segment_widget as segment_module
-from napari_octanet.plugin._model_choice import TrainedModel, model_trained
+from napari_octanet.plugin._model_choice import CHECKPOINT_FILE, TrainedModel, model_trained
 from napari_octanet.plugin._segment_job import model_cache
 from napari_octanet.plugin._workers import Job, JobCallbacks
 from napari_octanet.plugin.segment_widget import SegmentWidget
@@ -346,7 +347,8 @@ def test_a_model_registered_later_is_offered_and_chosen(make_napari_viewer, monk
     empty = ModelRegistry()
     for name in empty.names():
         empty.unregister(name)
-    monkeypatch.setattr(segment_module, "registry", empty)
+    for module in (segment_module, model_choice_module):  # the dock lists models, its ModelListener follows them
+        monkeypatch.setattr(module, "registry", empty)
     viewer = make_napari_viewer()
     widget = dock(viewer)
 
@@ -636,3 +638,22 @@ def test_the_status_names_the_model_also_after_a_fine_tune(
     widget.select_model(own_file)
     run(widget)
     assert "with my checkpoint.safetensors on" in widget.controls.status.value
+
+
+@pytest.mark.parametrize("when", ["docked", "closed"])
+def test_a_new_model_is_listed_among_the_registered_ones_and_the_choice_kept(
+    make_napari_viewer, registered_tiny, tiny_checkpoint, when
+):
+    """Not after 'checkpoint file…', where magicgui put it, whether registered while the dock is open or closed."""
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    if when == "closed":
+        close(viewer, widget)
+
+    registry.register(tiny_checkpoint, name="new")
+    if when == "closed":
+        viewer.window.add_dock_widget(widget, name="Segment vessels")
+
+    assert widget.form["model"].choices == (*registry.names(), CHECKPOINT_FILE)
+    assert widget.form["model"].value == registered_tiny.name

@@ -5,10 +5,12 @@ Training uses the tiny network on 64 x 64 synthetic images for one or two epochs
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,7 @@ def test_building_the_dock_and_picking_a_checkpoint_file_does_not_import_torch(t
     """Opening the dock must stay quick: torch takes seconds to import, so it waits for a run."""
     code = f"""
 import sys
+import weakref
 import napari
 from napari_octanet.plugin._model_choice import CHECKPOINT_FILE
 from napari_octanet.plugin.train_widget import TrainWidget
@@ -538,3 +541,32 @@ def test_a_model_trained_meanwhile_is_listed_among_the_registered_models(
     assert widget.form["model"].choices == (*registry.names(), SCRATCH, CHECKPOINT_FILE)
     assert "new" in registry.names()
     assert widget.form["model"].value == SCRATCH
+
+
+def test_a_closed_dock_is_freed(make_napari_viewer):
+    """napari's X only takes the widget out of its dock: a registry listener kept it alive for good."""
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    viewer.window.remove_dock_widget(widget.native)
+    closed = weakref.ref(widget)
+
+    del widget
+    gc.collect()
+
+    assert closed() is None
+
+
+def test_validation_dice_leaves_out_slices_where_it_is_undefined(tiny_checkpoint):
+    """A held-out slice with an empty label and an empty mask (a blank slice) has no Dice: it must not
+    turn the reported validation Dice into NaN."""
+    from napari_octanet.core.synthetic import synthetic_octa
+    from napari_octanet.core.training.data import training_image
+    from napari_octanet.plugin._train_job import mean_val_dice
+
+    scan = training_image(*synthetic_octa(64, seed=1), name="scan")
+    blank = training_image(np.zeros((64, 64), np.float32), np.zeros((64, 64), np.uint8), name="blank")
+    alone = mean_val_dice(tiny_checkpoint, [scan], "cpu")
+    assert alone is not None and not np.isnan(alone)
+    assert mean_val_dice(tiny_checkpoint, [scan, blank], "cpu") == pytest.approx(alone)
+    assert mean_val_dice(tiny_checkpoint, [blank], "cpu") is None

@@ -168,7 +168,8 @@ def relay(events: Generator[E, None, R], convert: Callable[[E], P]) -> Generator
 
 
 def mean_val_dice(checkpoint: Path, val: Sequence[TrainingImage], device: str) -> float | None:
-    """Mean Dice (Otsu, the paper's protocol) of a checkpoint on the held-out images; None without any."""
+    """Mean Dice (Otsu, the paper's protocol) of a checkpoint on the held-out images; None without any
+    image where Dice is defined."""
     if not val:
         return None
     from napari_octanet.core.checkpoint import load_model
@@ -180,7 +181,8 @@ def mean_val_dice(checkpoint: Path, val: Sequence[TrainingImage], device: str) -
         evaluate_image(segment(model, image.image, batch_size=1, prescaled=True).fine, image.label)["dice"]
         for image in val
     ]
-    return float(np.mean(scores))
+    defined = [score for score in scores if not np.isnan(score)]  # Dice is undefined where label and mask are empty
+    return float(np.mean(defined)) if defined else None
 
 
 def keep_best(request: TrainRequest, provenance: dict[str, Any]) -> Path | None:

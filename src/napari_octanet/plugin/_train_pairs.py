@@ -14,18 +14,9 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, PushButton
 from napari.layers import Image, Labels, Layer
-from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import (
-    QComboBox,
-    QGridLayout,
-    QLabel,
-    QStyle,
-    QStyleOptionComboBox,
-    QStylePainter,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
+from ._combos import narrow
 from ._layers import find_corrections, is_output, is_unedited_result
 
 if TYPE_CHECKING:
@@ -42,42 +33,12 @@ CENTERLINE_TIP = (
 )
 NO_CENTERLINE = "— from vessels"
 NO_LABELS = "— none"
-#: Characters a layer choice shows at least (longer names are elided in the middle; the list shows them whole).
-NARROW_COMBO_CHARACTERS = 10
 
 
 def spatial_shape(layer: Layer) -> tuple[int, ...]:
     """A layer's shape without its colour axis."""
     shape = tuple(layer.data.shape)
     return shape[:-1] if isinstance(layer, Image) and layer.rgb else shape
-
-
-class _ElideMiddle(QObject):
-    """Paints a combo box's current text elided in the middle: layer names differ at their end
-    ('scan vessels', 'scan corrections'), which Qt's own painting cuts off."""
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() != QEvent.Type.Paint or not isinstance(watched, QComboBox):
-            return False
-        painter = QStylePainter(watched)
-        option = QStyleOptionComboBox()
-        watched.initStyleOption(option)
-        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
-        field = watched.style().subControlRect(
-            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, watched
-        )
-        option.currentText = watched.fontMetrics().elidedText(
-            option.currentText, Qt.TextElideMode.ElideMiddle, field.width() - 2
-        )
-        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
-        return True
-
-
-def _narrow(combo: ComboBox) -> None:
-    """Three layer names side by side would widen the dock past a laptop screen's share: elide them instead."""
-    combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.native.setMinimumContentsLength(NARROW_COMBO_CHARACTERS)
-    combo.native.installEventFilter(_ElideMiddle(combo.native))
 
 
 class PairRow:
@@ -89,7 +50,7 @@ class PairRow:
         self.label = ComboBox(choices=self._label_choices, tooltip=LABEL_TIP)
         self.centerline = ComboBox(choices=self._centerline_choices, tooltip=CENTERLINE_TIP)
         for combo in (self.image, self.label, self.centerline):
-            _narrow(combo)
+            narrow(combo)  # three layer names side by side would widen the dock past a laptop screen's share
         self.remove_button = PushButton(text="✕", tooltip="Remove this row")
         self.remove_button.native.setFixedWidth(28)
         self.image.changed.connect(self.match_labels)

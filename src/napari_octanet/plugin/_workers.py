@@ -14,8 +14,10 @@ exception type) raised in a worker with nothing but a log warning.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -195,12 +197,40 @@ def notify_failure(action: str, error: Exception) -> None:
     notifications.show_error(describe_failure(action, error))
 
 
-def wrapping_label(text: str, name: str = "") -> Label:
-    """A label without a caption whose text wraps and fills the width (magicgui's are fixed-size)."""
-    label = Label(value=text, name=name)
+#: Words longer than this may be broken anywhere (a word this long fits any dock's width).
+LONGEST_UNBROKEN_WORD = 20
+#: Where a line may break without showing anything (Qt's word wrap honours it).
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def breakable(text: str) -> str:
+    """``text`` with a break allowed after every character of each word longer than :data:`LONGEST_UNBROKEN_WORD`."""
+    return re.sub(rf"\S{{{LONGEST_UNBROKEN_WORD + 1},}}", lambda word: ZERO_WIDTH_SPACE.join(word.group()), text)
+
+
+class WrappingLabel(Label):
+    """A label whose text wraps within whatever width its dock gives it, a long name or path too.
+
+    Qt's word wrap cannot break a word, and a label asks to be as wide as its longest word: a status
+    line holding a long layer name or path widened its dock, squeezing the canvas. This label asks for
+    no width of its own, and its text holds invisible break points in long words (its ``value`` is the
+    text without them).
+    """
+
+    def get_value(self) -> str:
+        return str(super().get_value()).replace(ZERO_WIDTH_SPACE, "")
+
+    def set_value(self, value: object) -> None:
+        super().set_value(breakable(str(value)))
+
+
+def wrapping_label(text: str, name: str = "") -> WrappingLabel:
+    """A :class:`WrappingLabel` without a caption that fills the width (magicgui's labels are fixed-size)."""
+    label = WrappingLabel(value=text, name=name)
     label.label = ""
     label.native.setWordWrap(True)
-    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    # Ignored: the dock's width leaves the label's own hint (its longest line, up to 80 characters) out.
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
 
 
@@ -240,7 +270,7 @@ class JobControls(Container):
         if self.running:
             raise RuntimeError("a job is already running; cancel it or wait for it to finish")
         callbacks: JobCallbacks[ProgressLike, R] = JobCallbacks(
-            on_result=on_result,
+            on_result=functools.partial(self._on_result, on_result),
             on_error=on_error,
             on_progress=self.show_progress,
             on_cancelled=lambda: self.show_status("Cancelled; nothing was written."),
@@ -262,6 +292,18 @@ class JobControls(Container):
         """Stop any job without further callbacks (the widgets are going away)."""
         if self._job is not None:
             self._job.abandon()
+
+    def ends_in_full(self, result: object) -> bool:
+        """Whether the bar ends full when the job delivers ``result``: a job that delivers its result is done
+        (subclasses whose jobs deliver a result after stopping part-way say otherwise)."""
+        return True
+
+    def _on_result(self, on_result: Callable[[R], None], result: R) -> None:
+        """Fill the bar (a job without progress, such as :func:`call_as_job`'s, never moved it), then hand over."""
+        if self.ends_in_full(result):
+            self.progress_bar.max = max(self.progress_bar.max, 1)
+            self.progress_bar.value = self.progress_bar.max
+        on_result(result)
 
     def show_progress(self, progress: ProgressLike) -> None:
         """A total of 0 means "unknown": the bar then shows a busy animation."""

@@ -21,8 +21,6 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, RadioButtons, Table
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils import notifications
-from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
 
 from napari_octanet.core.measure import (
     FazSource,
@@ -36,9 +34,9 @@ from napari_octanet.core.measure import (
     write_csv,
 )
 
+from ._combos import narrow
 from ._layers import TAG, is_output
 from ._scrolling import ScrollingDock
-from ._train_pairs import _narrow
 from ._workers import FormError, JobControls, describe_failure, notify_failure
 
 if TYPE_CHECKING:
@@ -128,8 +126,7 @@ class MeasureWidget(ScrollingDock):
             tooltip="Width of the scan in mm: 3 for OCTA-500 3M and ROSE, 6 for OCTA-500 6M",
         )
         for combo in (self._vessels, self._scan):
-            _narrow(combo)
-            combo.native.installEventFilter(MiddleElider(combo.native))
+            narrow(combo)
         self._find_button = PushButton(text="Find FAZ", tooltip="Add an editable '<image> FAZ' Labels layer")
         self._export_button = PushButton(text="Export CSV…", tooltip="Save the table as CSV", enabled=False)
         self.controls = JobControls(
@@ -280,7 +277,7 @@ class MeasureWidget(ScrollingDock):
             where = f"slice {index}: " if len(measures) > 1 else ""
             for note in scan_measures.notes:
                 notifications.show_warning(where + note)
-        # Names stay out of the status line (the tooltip has them): a long one cannot wrap and would widen the dock.
+        # The status line is short; the tooltip names the layer.
         self.controls.show_status(f"Measured {len(rows)} region(s).", tooltip=f"Measured {vessels.name!r}.")
 
     def _rows(self) -> list[dict[str, object]]:
@@ -373,36 +370,6 @@ class MeasureWidget(ScrollingDock):
             return False
         self.controls.show_status("Saved the CSV file.", tooltip=f"Saved {path}.")  # see _on_measured
         return True
-
-
-class MiddleElider(QObject):
-    """Paints a combo box's current text elided in the middle ('sub-0042_s…OD vessels'), so that a long
-    layer name keeps both its start and its suffix; Qt would cut it at the right edge instead."""
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if not isinstance(watched, QComboBox) or event.type() != QEvent.Type.Paint:
-            return False
-        painter = QStylePainter(watched)
-        option = _style_option(watched)
-        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
-        option.currentText = middle_elided_text(watched)
-        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
-        painter.end()
-        return True
-
-
-def middle_elided_text(combo: QComboBox) -> str:
-    """The combo box's current text as :class:`MiddleElider` paints it: elided in the middle to fit its field."""
-    field = combo.style().subControlRect(
-        QStyle.ComplexControl.CC_ComboBox, _style_option(combo), QStyle.SubControl.SC_ComboBoxEditField, combo
-    )
-    return combo.fontMetrics().elidedText(combo.currentText(), Qt.TextElideMode.ElideMiddle, field.width())
-
-
-def _style_option(combo: QComboBox) -> QStyleOptionComboBox:
-    option = QStyleOptionComboBox()
-    combo.initStyleOption(option)
-    return option
 
 
 def _depth(data: np.ndarray) -> int:

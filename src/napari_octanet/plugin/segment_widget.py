@@ -10,7 +10,6 @@ written into output layers tied to the source layer (:mod:`._layers`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,15 +18,15 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, PushButton, RadioButtons, SpinBox
 from napari.layers import Image
 from napari.utils import notifications
-from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.registry import ModelEntry, ModelNotFoundError, registry
 from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, Threshold, binarise, otsu_level
 
+from ._combos import narrow
 from ._dock_lifetime import DockEvents
 from ._first_view import FitViewUntilMoved
 from ._layers import OutputKind, Placement, add_corrections, find_corrections, is_output, write_output
-from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
+from ._model_choice import CHECKPOINT_FILE, ModelListener, TrainedModel, checkpoint_picker, relist
 from ._scrolling import ScrollingDock
 from ._segment_job import DeviceReport, SegmentOutcome, SegmentRequest, probe_devices, segment_job
 from ._workers import (
@@ -210,14 +209,13 @@ class SegmentWidget(ScrollingDock):
         )
         self.form.margins = (0, 0, 0, 0)
         super().__init__(Container(widgets=[self.form, self.controls], labels=False))
+        for combo in (self._image, self._model):
+            narrow(combo)
         self._connect_form(viewer)
         self._on_model_changed()
-        self._unsubscribe: Callable[[], None] | None = None
-        self._listen_for_models()
+        self._models = ModelListener(self.native, self._model, self._on_model_registered, self._on_model_trained)
         self._probe = self._start_device_probe(synchronous)
-        self.native.installEventFilter(
-            DockEvents(self.native, on_undocked=self._on_undocked, on_docked=self._listen_for_models)
-        )
+        self.native.installEventFilter(DockEvents(self.native, on_undocked=self._on_undocked))
         self.native.destroyed.connect(self._on_destroyed)
         FitViewUntilMoved(self.native, viewer)
 
@@ -235,28 +233,14 @@ class SegmentWidget(ScrollingDock):
         self._save.changed.connect(self._ask_folder_and_save)
         self.controls.run_button.changed.connect(self.segment)
 
-    def _listen_for_models(self) -> None:
-        """Follow the models registered and fine-tuned from now on; again when docked again after a close
-        (magicgui lists the models registered meanwhile as the widget is docked)."""
-        if self._unsubscribe is None:
-            self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
-            model_trained.connect(self._on_model_trained)
-
-    def _stop_listening_for_models(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-            model_trained.disconnect(self._on_model_trained)
-
     def _on_undocked(self) -> None:
-        """The dock was closed (napari's X keeps the widget alive): it must not segment out of sight after
-        a fine-tune, replacing the user's layers, nor go on with a run that nobody can see or cancel."""
-        self._stop_listening_for_models()
+        """The dock was closed (napari's X keeps the widget alive): it must not go on with a run that nobody
+        can see or cancel. Nor does it segment after a fine-tune, out of sight, replacing the user's layers:
+        its :class:`ModelListener` stops listening."""
         self.controls.cancel()
 
     def _on_destroyed(self) -> None:
-        """The Qt widgets are gone: stop listening, and stop any job without calling back into them."""
-        self._stop_listening_for_models()
+        """The Qt widgets are gone: stop any job without calling back into them."""
         self.controls.abandon()
         self._probe.abandon()
 
@@ -287,17 +271,15 @@ class SegmentWidget(ScrollingDock):
         """Choose a registered model by name, or else a checkpoint file by path (for scripts and docks)."""
         entry = registry.get(str(spec))
         if entry is not None:
-            self._model.reset_choices()
+            relist(self._model)
             self._model.value = entry.name
         else:
             self._model.value = CHECKPOINT_FILE
             self._checkpoint.value = Path(spec)
 
     def _on_model_registered(self, entry: ModelEntry) -> None:
-        """A model trained meanwhile becomes selectable, and selected if nothing usable was."""
-        nothing_usable = self._model.value == CHECKPOINT_FILE and not Path(self._checkpoint.value).is_file()
-        self._model.reset_choices()
-        if nothing_usable:
+        """A model registered meanwhile (already listed) is selected if nothing usable was."""
+        if self._model.value == CHECKPOINT_FILE and not Path(self._checkpoint.value).is_file():
             self._model.value = entry.name
 
     def _on_model_trained(self, trained: TrainedModel) -> None:

@@ -23,10 +23,9 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from napari.utils import notifications
 from qtpy.QtWidgets import QAbstractSpinBox, QLabel
-from superqt.utils import ensure_main_thread
 
 from napari_octanet.core.library import models_dir
-from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelEntry, ModelNotFoundError, registry
+from napari_octanet.core.registry import BUNDLED_ALIASES, DEFAULT_NAME, ModelNotFoundError, registry
 from napari_octanet.core.training.data import ImagePair, NamedArray, TrainingDataError, labelled_slices
 from napari_octanet.core.training.settings import (
     FINE_TUNE_BATCH_SIZE,
@@ -37,9 +36,10 @@ from napari_octanet.core.training.settings import (
     default_fine_epochs,
 )
 
-from ._dock_lifetime import DockEvents as _QtEvents
+from ._combos import narrow
+from ._dock_lifetime import DockEvents
 from ._layers import is_unedited_result
-from ._model_choice import CHECKPOINT_FILE, TrainedModel, checkpoint_picker, model_trained
+from ._model_choice import CHECKPOINT_FILE, ModelListener, TrainedModel, checkpoint_picker, model_trained
 from ._scrolling import ScrollingDock
 from ._suggested import Suggested
 from ._train_curve import LossCurve
@@ -119,10 +119,9 @@ class TrainControls(JobControls):
         if progress.event is not None:
             self._on_event(progress.event)
 
-    def show_finished(self, stopped: str) -> None:
-        """A completed (or early-stopped) run fills the bar; a stopped one says where it stopped."""
-        if stopped != "cancelled":
-            self.progress_bar.value = self.progress_bar.max
+    def ends_in_full(self, outcome: TrainOutcome) -> bool:  # type: ignore[override]
+        """A completed (or early-stopped) run fills the bar; a stopped one leaves it where it stopped."""
+        return outcome.result.stopped != "cancelled"
 
     def stopped_at(self) -> str:
         return f"stopped at step {self.progress_bar.value} of {self.progress_bar.max}"
@@ -135,6 +134,7 @@ class TrainWidget(ScrollingDock):
         self._viewer = viewer
         self._pairs = PairTable(viewer)
         self._model = ComboBox(name="model", label="start from", choices=self._model_choices)
+        narrow(self._model)
         self._checkpoint = checkpoint_picker("An OCTA-Net checkpoint (.safetensors) to fine-tune", name="checkpoint")
         self._epochs = SpinBox(
             name="epochs",
@@ -226,7 +226,9 @@ class TrainWidget(ScrollingDock):
         for widget in (_heading("Model and settings"), self._pairs, _heading("Training data")):
             layout.insertWidget(0, widget)
         super().__init__(self.form)
-        self.native.installEventFilter(_QtEvents(self.native, self._align_labels, self._on_undocked))
+        self.native.installEventFilter(
+            DockEvents(self.native, on_show=self._align_labels, on_undocked=self._on_undocked)
+        )
         self._auto_name = self._request_name = ""
         self._advance_output_defaults(force=True)
         self._model.value = self._default_start()
@@ -240,7 +242,7 @@ class TrainWidget(ScrollingDock):
         self._layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.renamed)
         for event in self._layer_events:
             event.connect(self._on_layers_changed)
-        self._unsubscribe = registry.subscribe(ensure_main_thread(self._on_model_registered))
+        self._models = ModelListener(self.native, self._model)
         self.native.destroyed.connect(self._on_destroyed)
 
     # -- wiring -------------------------------------------------------------------------------
@@ -275,8 +277,7 @@ class TrainWidget(ScrollingDock):
             self._controls.cancel()
 
     def _on_destroyed(self) -> None:
-        """The Qt widgets are gone: stop listening, and stop a run without calling back into them."""
-        self._unsubscribe()
+        """The Qt widgets are gone: stop listening to layers, and stop a run without calling back into them."""
         for event in self._layer_events:
             event.disconnect(self._on_layers_changed)
         self._controls.abandon()
@@ -308,15 +309,6 @@ class TrainWidget(ScrollingDock):
 
     def _checkpoint_file(self) -> Path:
         return Path(str(self._checkpoint.value)).expanduser()
-
-    def _on_model_registered(self, _: ModelEntry) -> None:
-        """List the new model in the registry's order, before 'scratch' and 'checkpoint file…': magicgui adds a
-        new choice at the end, so the list is made afresh."""
-        chosen = self._model.value
-        with self._model.changed.blocked():
-            self._model.choices = ()
-            self._model.reset_choices()
-            self._model.value = chosen
 
     # -- output -------------------------------------------------------------------------------
 
@@ -443,7 +435,6 @@ class TrainWidget(ScrollingDock):
 
     def _on_trained(self, request: TrainRequest, outcome: TrainOutcome) -> None:
         result = outcome.result
-        self._controls.show_finished(result.stopped)
         epochs = len(result.history)
         if result.stopped == "cancelled":
             headline = f"Training {self._controls.stopped_at()} ({epochs} epoch(s) finished)."
