@@ -32,6 +32,15 @@ def test_export_to_a_folder_is_refused_up_front(
     assert f"OUT {folder} is a folder; give a file name such as {folder / 'model.safetensors'}" in _error_of(capsys)
 
 
+def test_export_to_a_name_that_is_not_safetensors_is_refused(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to write safetensors under any name (exp2.png)."""
+    assert main(["export", str(tiny_checkpoint), str(tmp_path / "exp2.png")]) == 2
+    assert "a model is written as .safetensors; give a name such as exp2.safetensors" in _error_of(capsys)
+    assert not (tmp_path / "exp2.png").exists()
+
+
 def test_export_under_a_file_is_refused_up_front(
     tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,7 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--split",
         default=None,
-        help=f"split folder name (default: {DEFAULT_SPLIT}, or the split folder DATA is, when it is one)",
+        help=f"split: the split folders named this or starting with it and '_' (train also takes train_manual and "
+        f"train_sam; default: {DEFAULT_SPLIT}, or the split folder DATA is, when it is one)",
     )
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
     add_model_options(parser)

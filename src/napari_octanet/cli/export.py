@@ -36,9 +36,11 @@ def check_output(out: Path, *, overwrite: bool) -> None:
     Checked before the model is loaded; a missing folder is made when the file is written.
     """
     from ..core.files import ensure_writable_folder
+    from ..core.library import check_model_file_name
 
     if out.is_dir():
         raise FileExistsError(f"OUT {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    check_model_file_name(out, "OUT")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another OUT, or pass --overwrite to replace it")
     ensure_writable_folder(out.parent, create=False)

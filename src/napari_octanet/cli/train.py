@@ -216,13 +216,10 @@ def _images_of_split(choice: DataChoice, split: str) -> list[Any]:
 
 def output_path(args: argparse.Namespace, settings: TrainSettings) -> Path:
     """--out, or a new file in the model library named after --name (never an existing one)."""
-    from ..core.library import SUFFIX, models_dir, unique_name
+    from ..core.library import SUFFIX, check_model_file_name, models_dir, unique_name
 
     if args.out is not None:
-        if args.out.suffix != SUFFIX:
-            raise ValueError(
-                f"--out {args.out}: a model is written as {SUFFIX}; give a name such as {args.out.stem}{SUFFIX}"
-            )
+        check_model_file_name(args.out, "--out")
         return args.out
 
     config = settings.config if isinstance(settings.config, str) else "custom"

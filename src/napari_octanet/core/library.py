@@ -23,6 +23,12 @@ SUFFIX = ".safetensors"
 RESUME_STEM_END = "-last"
 
 
+def check_model_file_name(path: Path, option: str) -> None:
+    """A model is a safetensors file: refuse another name rather than write safetensors under it."""
+    if path.suffix != SUFFIX:
+        raise ValueError(f"{option} {path}: a model is written as {SUFFIX}; give a name such as {path.stem}{SUFFIX}")
+
+
 def models_dir() -> Path:
     """The library folder (it may not exist yet)."""
     override = os.environ.get(ENV_VAR, "").strip()
