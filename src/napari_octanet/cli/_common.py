@@ -127,3 +127,23 @@ def follow_with_bar(generator: Generator[Progress, None, R], unit: str) -> R:
             bar.total = progress.total
             bar.set_postfix_str(progress.message, refresh=False)
             bar.update(progress.done - bar.n)
+
+
+def report_failure(path: Path, error: BaseException, failures: list[str]) -> None:
+    """Report a file of a batch that failed now, and keep it for the summary, naming the file once."""
+    from ._errors import error_line
+
+    text = error_line(error)
+    text = text if str(path) in text else f"{path}: {text}"
+    failures.append(text)
+    print(f"error: {text}", file=sys.stderr)
+
+
+def summarise_failures(failures: list[str], total: int) -> int:
+    """List a batch's failed files at its end; the exit code: 1 if any failed, else 0."""
+    if not failures:
+        return 0
+    print(f"{len(failures)} of {total} image(s) failed:", file=sys.stderr)
+    for failure in failures:
+        print(f"  {failure}", file=sys.stderr)
+    return 1

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from ..core.files import ensure_writable_folder
 from ..core.measure import write_csv
 from ..core.thresholds import DEFAULT_SPECK_SIZE
-from ._common import add_mask_options, add_model_options, load_model_for, mixed_precision_of
+from ._common import (
+    add_mask_options,
+    add_model_options,
+    load_model_for,
+    mixed_precision_of,
+    report_failure,
+    summarise_failures,
+)
 from ._errors import USER_ERRORS
 
 if TYPE_CHECKING:
@@ -163,18 +170,13 @@ def run(args: argparse.Namespace) -> int:
             given = None if args.faz is None else read_matching(path, args.faz)
             faz = given if given is not None else ("find" if image.scan is not None else None)
             rows = table.add(path.name, image.vessels, scan=image.scan, faz=faz)
-        except USER_ERRORS + (OSError,) as error:
-            _fail(path, error, failures)
+        except USER_ERRORS as error:
+            report_failure(path, error, failures)
             continue
         print(f"{path}: {len(rows)} region(s), VAD {rows[0]['vad']:.1f} %")
     if table.rows:
         print(f"measures -> {table.write()}")
-    if failures:
-        print(f"{len(failures)} of {len(files)} image(s) failed:", file=sys.stderr)
-        for failure in failures:
-            print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+    return summarise_failures(failures, len(files))
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -261,10 +263,3 @@ def read_matching(path: Path, folder: Path) -> np.ndarray:
     if not matches:
         raise FileNotFoundError(f"no image named {key}.* in {folder} for {path}")
     return read_image(matches[0])
-
-
-def _fail(path: Path, error: BaseException, failures: list[str]) -> None:
-    """Report a file that could not be measured now and keep it for the summary, naming the file once."""
-    text = str(error) if str(path) in str(error) else f"{path}: {error}"
-    failures.append(text)
-    print(f"error: {text}", file=sys.stderr)

@@ -35,6 +35,8 @@ from ._common import (
     mixed_precision_of,
     model_path_of,
     positive_int,
+    report_failure,
+    summarise_failures,
 )
 from ._errors import USER_ERRORS
 from .measure import MeasureTable, add_measure_options, measures_for
@@ -324,12 +326,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if measures and measures.rows:
         print(f"measures -> {measures.write()}")
-    if failures:
-        print(f"{len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)
-        for failure in failures:
-            print(f"  {failure}", file=sys.stderr)
-        return 1
-    return 0
+    return summarise_failures(failures, len(jobs))
 
 
 def _say_skipped(plan: JobPlan, out: Path, *, measured: bool) -> None:
@@ -356,8 +353,8 @@ def _measure_existing(measures: MeasureTable, job: Job, failures: list[str]) -> 
     try:
         mask = read_label(job.mask)
         scan = read_image(job.source)
-    except USER_ERRORS + (OSError,) as error:
-        _fail(job, error, failures)
+    except USER_ERRORS as error:
+        report_failure(job.source, error, failures)
         return
     _measure(measures, job, mask, scan, failures)
 
@@ -366,7 +363,7 @@ def _measure(measures: MeasureTable, job: Job, mask: np.ndarray, scan: np.ndarra
     try:
         measures.add(job.source.name, mask, scan=scan)
     except USER_ERRORS as error:
-        _fail(job, error, failures)
+        report_failure(job.source, error, failures)
 
 
 #: Files decoded ahead of the network, results waiting to be written, and threads that decode and write.
@@ -421,7 +418,7 @@ class _Pipeline:
             return self._segment(group)
         except USER_ERRORS as error:
             if len(group) == 1:
-                _fail(group[0][0], error, failures)
+                report_failure(group[0][0].source, error, failures)
                 return []
         return [segmented for one in group for segmented in self._segment_each([one], failures)]
 
@@ -430,7 +427,7 @@ class _Pipeline:
         try:
             written = write.result()
         except OSError as error:
-            _fail(job, error, failures)
+            report_failure(job.source, error, failures)
             return False
         print(f"{job.source} -> {', '.join(str(p.relative_to(self.args.out)) for p in written)}")
         return True
@@ -505,8 +502,8 @@ def _same_size_groups(
     for job, future in reads:
         try:
             image = future.result()
-        except USER_ERRORS + (OSError,) as error:
-            _fail(job, error, failures)
+        except USER_ERRORS as error:
+            report_failure(job.source, error, failures)
             continue
         if group and (image.shape != group[0][1].shape or len(group) == batch_size):
             yield group
@@ -514,10 +511,3 @@ def _same_size_groups(
         group.append((job, image))
     if group:
         yield group
-
-
-def _fail(job: Job, error: BaseException, failures: list[str]) -> None:
-    """Report a failed image now and keep it for the summary, naming its file once."""
-    text = str(error) if str(job.source) in str(error) else f"{job.source}: {error}"
-    failures.append(text)
-    print(f"error: {text}", file=sys.stderr)
