@@ -2,6 +2,7 @@
 
     python benchmarks/unet_yardstick.py DATA [DATA ...] [--minutes 40] [--steps 2300] [--device auto]
                                         [--threads 2] [--json OUT.json] [--save OUT.safetensors]
+    python benchmarks/unet_yardstick.py DATA [DATA ...] --load OUT.safetensors   (score saved weights)
 
 Only the network and the schedule's shape differ from `octanet train`: the same training images
 (percentile normalisation, the same layouts and split matching), the same random 256 px crops and
@@ -162,16 +163,23 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--save", default=None, help="write the trained weights (safetensors) here")
+    parser.add_argument("--load", default=None, help="score these saved weights instead of training")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_allocator()  # as octanet train does
     torch.manual_seed(args.seed)
     device = resolve_device(args.device).device
-    train_images, val_images = load_split(args.data, args.split), load_split(args.data, args.val_split)
     network = UNet().to(device, memory_format=torch.channels_last)  # as octanet train lays its weights out
     result: dict[str, object] = {"network": "U-Net (base 16)", "parameters": count_parameters(network)}
-    result.update(train(network, train_images, args, device))
+    if args.load:
+        from safetensors.torch import load_file
+
+        network.load_state_dict(load_file(args.load, device=str(device)))
+        result["loaded"] = args.load
+    else:
+        result.update(train(network, load_split(args.data, args.split), args, device))
+    val_images = load_split(args.data, args.val_split)
     result["val"] = score(network, val_images, device)
     result["cpu_ms_per_304px_scan"] = cpu_ms_per_scan(network)
     result["settings"] = {k: v for k, v in vars(args).items() if k not in ("json", "save")}
