@@ -199,3 +199,14 @@ def test_long_layer_names_leave_the_dock_narrow_at_1280_by_800(make_napari_viewe
     assert widget.native.width() < 350, widget.native.width()
     shown_name = middle_elided_text(widget.form["vessels"].native)
     assert shown_name.startswith("sub-0042") and shown_name.endswith("vessels") and "…" in shown_name
+
+
+def test_every_nonzero_label_counts_as_vessel(scan_viewer, shown) -> None:
+    """Nonzero = vessel, as in the core and the CLI: a mask drawn with label -1 used to measure as empty."""
+    viewer, widget = scan_viewer
+    vessels = viewer.layers["eye vessels"]
+    positive = (vessels.data > 0).mean()
+    vessels.data = -vessels.data.astype(np.int16)
+    widget.controls.run_button.changed.emit(True)
+    assert shown["error"] == []
+    assert vessels.features["vad"][0] == pytest.approx(100 * positive)

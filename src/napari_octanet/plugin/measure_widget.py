@@ -227,7 +227,7 @@ class MeasureWidget(ScrollingDock):
         try:
             vessels = self._vessel_layer()
             scan, pixel_size = self._scan_pixels(vessels), self._pixel_size_um(vessels)
-            mask = np.asarray(vessels.data) > 0
+            mask = np.asarray(vessels.data) != 0  # nonzero = vessel, as in the core (measure.as_mask)
             found = [find_faz(_plane(mask, i), _plane(scan, i), pixel_size) for i in range(_depth(mask))]
         except ValueError as error:
             notifications.show_error(str(error))
@@ -259,7 +259,7 @@ class MeasureWidget(ScrollingDock):
         scan = self._scan_pixels(vessels)
         faz_layer = self._faz_layer(vessels)
         faz: FazSource = np.array(faz_layer.data) if faz_layer else ("find" if scan is not None else None)
-        return MeasureRequest(np.array(vessels.data) > 0, scan, self._pixel_size_um(vessels), faz)
+        return MeasureRequest(np.array(vessels.data) != 0, scan, self._pixel_size_um(vessels), faz)
 
     def _on_measured(self, vessels: Labels, measures: list[ScanMeasures]) -> None:
         self._measures = measures
