@@ -124,6 +124,18 @@ def test_a_layer_scale_that_is_not_um_per_pixel_is_refused(scan_viewer, shown, s
     assert len(shown["error"]) == 1 and refusal in shown["error"][0]
     assert "set the layer's scale in µm per pixel" in shown["error"][0]
     assert widget.table.to_dataframe().empty
+    assert widget.controls.status.value == f"Not started: {shown['error'][0]}"
+
+
+def test_a_refused_measure_replaces_the_last_status(scan_viewer, shown) -> None:
+    """After a measurement, a refused one must not leave "Measured ..." in the status line."""
+    viewer, widget = scan_viewer
+    widget.controls.run_button.changed.emit(True)
+    assert widget.controls.status.value.startswith("Measured")
+    viewer.layers["eye vessels"].scale = (1.0, 1.0)
+    widget.form["pixel_size"].value = "scale"
+    widget.find_faz()
+    assert widget.controls.status.value.startswith("Not started: the layer's scale is 1")
 
 
 def test_a_layer_scale_in_um_per_pixel_is_used(scan_viewer, shown) -> None:

@@ -230,7 +230,7 @@ class MeasureWidget(ScrollingDock):
             mask = np.asarray(vessels.data) != 0  # nonzero = vessel, as in the core (measure.as_mask)
             found = [find_faz(_plane(mask, i), _plane(scan, i), pixel_size) for i in range(_depth(mask))]
         except ValueError as error:
-            notifications.show_error(str(error))
+            self._refuse(error)
             return
         masks = [result.mask for result in found]
         if all(faz is None for faz in masks):
@@ -246,7 +246,7 @@ class MeasureWidget(ScrollingDock):
             vessels = self._vessel_layer()
             request = self._request(vessels)
         except ValueError as error:
-            notifications.show_error(str(error))
+            self._refuse(error)
             return
         self._source_name = (self._scan.value or vessels).name
         self.controls.start(
@@ -254,6 +254,12 @@ class MeasureWidget(ScrollingDock):
             on_result=lambda measures: self._on_measured(vessels, measures),
             on_error=self._on_failed,
         )
+
+    def _refuse(self, error: ValueError) -> None:
+        """A form problem: an error notification, and the status line's too (it would otherwise still say
+        "Measured", beside the last measured layer's table)."""
+        notifications.show_error(str(error))
+        self.controls.show_status(f"Not started: {error}")
 
     def _request(self, vessels: Labels) -> MeasureRequest:
         scan = self._scan_pixels(vessels)
