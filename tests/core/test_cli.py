@@ -542,7 +542,11 @@ def test_segment_results_are_masks_for_measure_but_never_scans(
     assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
     mask = folder / "s0_vessels.png"
     assert input_files([str(mask)], masks=True) == [mask]
+    capsys.readouterr()
     assert input_files([str(folder)], masks=True) == [mask, folder / "s1_vessels.png"]
+    assert (
+        f"note: left out {folder / 's0.png'} and 1 more: the folder holds masks written by" in capsys.readouterr().err
+    )
     assert input_files([str(mask), str(folder / "s1.png")]) == [folder / "s1.png"]
     assert f"note: left out {mask}: results of octanet segment" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no scans among the inputs, only .*results of octanet segment"):

@@ -119,9 +119,22 @@ def _is_result(path: Path) -> bool:
 
 
 def _segment_masks(images: list[Path]) -> list[Path]:
-    """The ``*_vessels.png`` among a folder's images, or every image but probability maps if there are none."""
+    """The ``*_vessels.png`` among a folder's images, or every image but probability maps if there are none.
+
+    Other images beside segment's masks (the scans, a mask of another name) are left out with a note.
+    """
     masks = [path for path in images if path.name.endswith(MASK_SUFFIX)]
-    return masks or [path for path in images if not path.name.endswith(PROBABILITY_SUFFIX)]
+    if not masks:
+        return [path for path in images if not path.name.endswith(PROBABILITY_SUFFIX)]
+    others = [path for path in images if not _is_result(path)]
+    if others:
+        named = f"{others[0]}" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+        print(
+            f"note: left out {named}: the folder holds masks written by octanet segment (*{MASK_SUFFIX}), "
+            "and only those are taken from it; name other masks as files",
+            file=sys.stderr,
+        )
+    return masks
 
 
 def plan_jobs(files: list[Path], out: Path) -> list[Job]:
