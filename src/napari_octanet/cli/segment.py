@@ -104,14 +104,21 @@ def input_files(inputs: list[str], *, masks: bool = False) -> list[Path]:
         else:
             results.append(item)
     if results:
-        named = f"{results[0]}" + (f" and {len(results) - 1} more" if len(results) > 1 else "")
-        why = f"{named}: results of octanet segment, not scans (octanet measure --masks measures masks)"
+        why = (
+            f"{_first_and_more(results)}: results of octanet segment, not scans "
+            "(octanet measure --masks measures masks)"
+        )
         if not files:
             raise FileNotFoundError(f"no scans among the inputs, only {why}")
         print(f"note: left out {why}", file=sys.stderr)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) among {', '.join(inputs)}")
     return files
+
+
+def _first_and_more(paths: list[Path]) -> str:
+    """The first path, and how many follow: how a note names the files it is about."""
+    return f"{paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
 def _is_result(path: Path) -> bool:
@@ -128,10 +135,9 @@ def _segment_masks(images: list[Path]) -> list[Path]:
         return [path for path in images if not path.name.endswith(PROBABILITY_SUFFIX)]
     others = [path for path in images if not _is_result(path)]
     if others:
-        named = f"{others[0]}" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
         print(
-            f"note: left out {named}: the folder holds masks written by octanet segment (*{MASK_SUFFIX}), "
-            "and only those are taken from it; name other masks as files",
+            f"note: left out {_first_and_more(others)}: the folder holds masks written by octanet segment "
+            f"(*{MASK_SUFFIX}), and only those are taken from it; name other masks as files",
             file=sys.stderr,
         )
     return masks
