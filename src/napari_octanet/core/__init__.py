@@ -27,6 +27,7 @@ _SUBMODULES = (
     "preprocess",
     "progress",
     "registry",
+    "scale",
     "synthetic",
     "thresholds",
     "training",

@@ -19,9 +19,11 @@ import torch
 from .allocator import tune_allocator
 from .checkpoint import LoadedModel
 from .devices import DeviceChoice, precision_name, reduced_precision, resolve_device, uses_fast_precision
+from .measure.units import check_pixel_size
 from .network import OctaNet
 from .preprocess import as_image_stack, featureless_slices, normalise, pad_to_multiple, padded_size
 from .progress import Progress, run_to_end
+from .scale import resampled_shape, target_pixel_size
 from .training.settings import drew_turned_views
 
 #: The maps a score or a figure can be taken from: SRS output, either coarse map, or their max.
@@ -49,6 +51,10 @@ class Segmentation:
     featureless: list[int] = field(default_factory=list)
     #: How the network computed: "float32", "bfloat16 autocast" or "float16 autocast".
     precision: str = "float32"
+    #: The scan's pixel size (µm) as given, None where nobody knew it.
+    pixel_size_um: float | None = None
+    #: The pixel size (µm) the network saw, where the scan was resampled for it; None where it was not.
+    model_pixel_size_um: float | None = None
 
 
 def iter_segment(
@@ -61,6 +67,7 @@ def iter_segment(
     mixed_precision: bool | None = None,
     prescaled: bool = False,
     tta: bool = False,
+    pixel_size_um: float | None = None,
 ) -> Generator[Progress, None, Segmentation]:
     """Segment a 2D image, an RGB image or an (N, H, W) stack, slice batch by slice batch.
 
@@ -72,12 +79,19 @@ def iter_segment(
     ``prescaled`` says the image is already scaled to [0, 1] (as training images are), so its own
     min and max must not stretch it again. ``tta`` (test-time augmentation) averages the maps of
     the 8 rotations and flips of each slice, each turned back: 8 times slower, and on the OCTA-500
-    val scans about 0.005-0.01 Dice better.
+    val scans about 0.005-0.01 Dice better. ``pixel_size_um`` (µm per pixel) lets a scan outside the
+    pixel sizes the model was trained at be resampled into them, and the maps back to its grid
+    (``scale.target_pixel_size``); the notes say so.
     """
     network = model.network if isinstance(model, LoadedModel) else model
+    pixel_size_um = check_pixel_size(pixel_size_um)
     stack, was_2d = as_image_stack(image, rgb=rgb)
     blank = featureless_slices(stack)
     stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
+    grid = stack.shape[-2:]
+    model_pixel = _model_pixel_size(model, pixel_size_um)
+    if model_pixel is not None:
+        stack = resampled(stack, resampled_shape(grid, pixel_size_um, model_pixel))  # type: ignore[arg-type]
     choice = resolve_device(device)
     runner = _BatchRunner(network, choice, batch_size, mixed_precision, tta)
     if tta and isinstance(model, LoadedModel) and not drew_turned_views(model.info.provenance):
@@ -98,12 +112,42 @@ def iter_segment(
             continue
         start = stop
         yield Progress(start * passes, total * passes, f"segmented {start}/{total} on {runner.device}")
+    if model_pixel is not None:
+        outputs = resampled(outputs.reshape(-1, *outputs.shape[-2:]), grid).reshape(3, total, *grid)
+        runner.notes.append(resampling_note(pixel_size_um, model_pixel))  # type: ignore[arg-type]
     if blank:
         outputs[:, blank] = 0.0
         runner.notes.append(featureless_note(blank, was_2d))
     pixel, centerline, fine = (o[0] if was_2d else o for o in outputs)
     precision = precision_name(runner.device, runner.mixed_precision)
-    return Segmentation(pixel, centerline, fine, str(runner.device), runner.notes, blank, precision)
+    return Segmentation(
+        pixel, centerline, fine, str(runner.device), runner.notes, blank, precision, pixel_size_um, model_pixel
+    )
+
+
+def _model_pixel_size(model: LoadedModel | OctaNet, pixel_size_um: float | None) -> float | None:
+    """The pixel size to resample the scan to for this model, or None to leave it as it is."""
+    if pixel_size_um is None or not isinstance(model, LoadedModel):
+        return None
+    return target_pixel_size(pixel_size_um, model.info.provenance)
+
+
+def resampled(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) float planes resized to ``shape``: bilinear, antialiased where they shrink."""
+    if tuple(planes.shape[-2:]) == tuple(shape):
+        return planes
+    shrink = shape[0] < planes.shape[-2] or shape[1] < planes.shape[-1]
+    tensor = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[:, None]
+    out = torch.nn.functional.interpolate(tensor, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[:, 0].numpy()
+
+
+def resampling_note(pixel_size_um: float, model_pixel_um: float) -> str:
+    """What a user is told when a scan was resampled for the model."""
+    return (
+        f"the scan ({pixel_size_um:.3g} µm per pixel) was resampled to {model_pixel_um:.3g} µm per pixel, the "
+        "nearest size the model was trained at, and the maps back to the scan's pixels"
+    )
 
 
 #: Why averaging rotated and flipped views can hurt: shown when TTA is asked of such a model.

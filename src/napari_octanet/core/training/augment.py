@@ -22,6 +22,49 @@ def random_crop(stack: torch.Tensor, size: int, generator: torch.Generator) -> t
     return stack[:, top : top + size, left : left + size]
 
 
+#: The share of draws that keep the scan's own pixel size when crops are rescaled: the sizes the data
+#: came in stay the ones the model is best at (inference resamples into them where the size is known).
+NATIVE_SHARE = 0.5
+
+
+def rescaled_crop(
+    stack: torch.Tensor,
+    size: int,
+    pixel_size_um: float,
+    range_um: tuple[float, float],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """A random size x size crop at a pixel size drawn log-uniformly across ``range_um``, for half the draws.
+
+    The crop's window in the scan is size x target / pixel_size source pixels, resized to size px:
+    the image bilinearly (antialiased when shrinking), the targets re-binarised at 0.5 and the
+    centerline target thinned to one pixel again. Pixel sizes coarser than a window the scan can
+    hold are not drawn, so nothing is padded.
+    """
+    low, high = range_um
+    coarsest = min(high, pixel_size_um * min(stack.shape[-2:]) / size)
+    if float(torch.rand((), generator=generator)) < NATIVE_SHARE or coarsest < low:
+        return random_crop(stack, size, generator)
+    target = math.exp(math.log(low) + (math.log(coarsest) - math.log(low)) * float(torch.rand((), generator=generator)))
+    window = min(round(size * target / pixel_size_um), *stack.shape[-2:])
+    crop = random_crop(stack, window, generator)
+    resized = F.interpolate(
+        crop[None], size=(size, size), mode="bilinear", align_corners=False, antialias=window > size
+    )
+    return torch.cat([resized[0, :1].clamp(0, 1), _rebinarised(resized[0, 1:])])
+
+
+def _rebinarised(targets: torch.Tensor) -> torch.Tensor:
+    """Resized (pixel, centerline, label) targets as 0/1 again, the centerline one pixel wide."""
+    from skimage.morphology import skeletonize
+
+    binary = (targets > 0.5).to(targets.dtype)
+    # A resized one-pixel line is fainter (shrunk) or wider (enlarged) than 0.5 marks: thin what it touches.
+    centerline = skeletonize((targets[1] > 0.25).numpy())
+    binary[1] = torch.from_numpy(centerline).to(targets.dtype)
+    return binary
+
+
 def _pad_to(stack: torch.Tensor, size: int) -> torch.Tensor:
     pad_h, pad_w = max(0, size - stack.shape[-2]), max(0, size - stack.shape[-1])
     if pad_h == 0 and pad_w == 0:

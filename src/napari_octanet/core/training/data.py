@@ -45,6 +45,8 @@ class TrainingImage:
     label: np.ndarray
     name: str = ""
     group: str = ""
+    #: µm per pixel, None where unknown.
+    pixel_size_um: float | None = None
 
     def stacked(self) -> torch.Tensor:
         """(4, H, W) float tensor: image, pixel-level, centerline-level, full label."""
@@ -62,6 +64,7 @@ def training_image(
     *,
     name: str = "",
     group: str = "",
+    pixel_size_um: float | None = None,
 ) -> TrainingImage:
     """Build a training image from a 2D image and its vessel label (any value > 0 is vessel).
 
@@ -77,7 +80,7 @@ def training_image(
     for kind, target in (("pixel-level label", pixel), ("centerline label", centerline)):
         if target.shape != grey.shape:
             raise InputError(f"{name or 'image'}: image shape {grey.shape} and {kind} shape {target.shape} differ")
-    return TrainingImage(grey, pixel, centerline, label, name, group)
+    return TrainingImage(grey, pixel, centerline, label, name, group, pixel_size_um)
 
 
 def training_images_from_dataset(root: str, layout: str = "auto", split: str | None = "train") -> list[TrainingImage]:
@@ -88,8 +91,12 @@ def training_images_from_dataset(root: str, layout: str = "auto", split: str | N
 
 
 def training_images_from_index(index: DatasetIndex) -> list[TrainingImage]:
-    """Load every paired sample of an index; its ``report()`` names the files left out."""
+    """Load every paired sample of an index; its ``report()`` names the files left out.
+
+    Each image's pixel size is what its folders state (``scale.pixel_size_of_path``), else unknown.
+    """
     from ..layouts import load_sample
+    from ..scale import pixel_size_of_path
 
     images = []
     for sample in index.samples:
@@ -103,9 +110,37 @@ def training_images_from_index(index: DatasetIndex) -> list[TrainingImage]:
                 pixel=loaded.pixel_label,
                 name=sample.stem,
                 group=sample.group,
+                pixel_size_um=pixel_size_of_path(sample.image, np.shape(loaded.image)[-1]),
             )
         )
     return images
+
+
+def with_pixel_size(
+    images: Sequence[TrainingImage], pixel_size_um: float | None, fov_mm: float | None
+) -> list[TrainingImage]:
+    """The images with the pixel size a run states for all of them (unchanged when it states none)."""
+    from dataclasses import replace
+
+    from ..scale import resolve_pixel_size
+
+    if pixel_size_um is None and fov_mm is None:
+        return list(images)
+    return [
+        replace(image, pixel_size_um=resolve_pixel_size(pixel_size_um, fov_mm, image.image.shape[-1]))
+        for image in images
+    ]
+
+
+def pixel_sizes_by_group(images: Sequence[TrainingImage]) -> dict[str, float | None]:
+    """Each data set's pixel size (µm; the median of its images', None where any is unknown)."""
+    groups: dict[str, list[float | None]] = {}
+    for image in images:
+        groups.setdefault(image.group, []).append(image.pixel_size_um)
+    return {
+        group: None if any(size is None for size in sizes) else float(np.median(sizes))  # type: ignore[arg-type]
+        for group, sizes in groups.items()
+    }
 
 
 def split_train_val(
@@ -194,11 +229,29 @@ def make_batch(
     """(B, 4, crop, crop) batch of augmented random crops; crop_size None: as whole as fits them all."""
     import torch
 
-    from .augment import augment, random_crop
+    from .augment import augment
 
     side = whole_image_crop(images, indices) if crop_size is None else crop_size
-    crops = [augment(random_crop(images[i].stacked(), side, generator), config, generator) for i in indices]
-    return torch.stack(crops)
+    return torch.stack(
+        [augment(_crop(images[i], side, crop_size is None, config, generator), config, generator) for i in indices]
+    )
+
+
+def _crop(
+    image: TrainingImage, side: int, whole: bool, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """One image's random crop, rescaled where the run rescales crops (never whole images)."""
+    from .augment import random_crop, rescaled_crop
+
+    if whole or config.rescale_range_um is None:
+        return random_crop(image.stacked(), side, generator)
+    return rescaled_crop(image.stacked(), side, _rescaling_size(image), config.rescale_range_um, generator)
+
+
+def _rescaling_size(image: TrainingImage) -> float:
+    from ..scale import UNKNOWN_PIXEL_UM
+
+    return UNKNOWN_PIXEL_UM if image.pixel_size_um is None else image.pixel_size_um
 
 
 class _Labelled(Protocol):

@@ -6,7 +6,7 @@ No torch here, so the dock and the command line can read the defaults without lo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ def parse_crop_size(text: str) -> int | None:
         raise ValueError(f"crop size {text!r} must be a whole number of pixels or {WHOLE_IMAGES!r}") from None
 
 
+#: Pixel sizes (µm) that en-face OCTA scans come in: 3 mm over 1024 px to 8 mm over 400 px.
+RESCALE_RANGE_UM = (3.0, 20.0)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     flips: bool = True
@@ -45,6 +49,10 @@ class AugmentConfig:
     gamma_range: tuple[float, float] = (0.6, 1.7)
     contrast_range: tuple[float, float] = (0.7, 1.3)
     noise_std: float = 0.02
+    #: Rescale crops to pixel sizes drawn across this range (µm), log-uniformly, for half the draws
+    #: (the other half keep the scan's own size); None: never. Data of unknown pixel size are taken
+    #: as ``scale.UNKNOWN_PIXEL_UM``. Only for crops: whole images keep their size.
+    rescale_range_um: tuple[float, float] | None = None
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -60,6 +68,12 @@ class AugmentConfig:
         """Everything but mirrors and quarter turns: en-face scans share one orientation (README: No
         augmentation), while gamma, contrast, noise and small rotations stand in for other devices."""
         return cls(flips=False, rot90=False)
+
+    @classmethod
+    def rescaled(cls) -> AugmentConfig:
+        """No augmentation but random rescaling across the pixel sizes scans come in (about 3-20 µm,
+        ../docs/training.md): the recipe that makes a model hold up on other devices' pixel sizes."""
+        return replace(cls.none(), rescale_range_um=RESCALE_RANGE_UM)
 
 
 #: Smallest batch that trains batch norm (its batch statistics need two samples); one sample is enough
@@ -82,6 +96,7 @@ AUGMENTS: dict[str, AugmentConfig] = {
     "flips": AugmentConfig.flips_and_turns(),
     "upright": AugmentConfig.upright(),
     "none": AugmentConfig.none(),
+    "rescale": AugmentConfig.rescaled(),
 }
 
 
@@ -133,6 +148,10 @@ class TrainSettings:
     freeze_batch_norm: bool = False
     #: Store the best model's weights as float16 (half the size; what the model library keeps).
     half: bool = False
+    #: The training scans' pixel size (µm), or their field of view (mm), for every data set; None:
+    #: each data set's own where its folders state it (``scale.pixel_size_of_path``), else unknown.
+    pixel_size_um: float | None = None
+    fov_mm: float | None = None
 
     def stage_budget_seconds(self, stage: int) -> float | None:
         if self.time_budget_minutes is None:

@@ -41,6 +41,7 @@ from ..metrics import evaluate_image
 from ..network import NetworkConfig, OctaNet, get_config
 from ..preprocess import InputError
 from ..progress import run_to_end
+from ..scale import PROVENANCE_KEY as PIXEL_SIZES_KEY
 from .averaging import WeightAverage, saved_average
 from .data import (
     TrainingImage,
@@ -48,9 +49,11 @@ from .data import (
     draws_for_one_size_batch,
     epoch_order,
     make_batch,
+    pixel_sizes_by_group,
     prefetched,
     same_size_batches,
     whole_image_note,
+    with_pixel_size,
 )
 from .distributed import Distributed
 from .losses import get_loss, skeleton_recall_loss
@@ -149,6 +152,9 @@ class TrainResult:
     stopped: Stopped
     history: list[dict[str, Any]]
     device: str
+    #: The validation Dice of the model fine-tuning started from (None from scratch, on resume or
+    #: without validation images): scored once, here, for "Dice before" wherever it is shown.
+    starting_dice: float | None = None
 
 
 class _Stop(Exception):
@@ -205,12 +211,18 @@ def iter_train(
     """Train OCTA-Net (both stages), yielding progress; see the module docstring."""
     check_training_images(train, settings.crop_size)
     check_settings(settings)
+    train = with_pixel_size(train, settings.pixel_size_um, settings.fov_mm)
+    val = with_pixel_size(val, settings.pixel_size_um, settings.fov_mm)
     tune_allocator()  # every training step allocates its activations anew: spare the page faults
     dist = Distributed.from_environment(settings.device)
     device = dist.device if dist.enabled else resolve_device(settings.device).device
     torch.manual_seed(settings.seed)
     network, state, optimizer_tensors, started_from = _initial_model(settings, device)
-    provenance = {**(provenance or {}), **({"started_from": started_from} if started_from else {})}
+    provenance = {
+        **(provenance or {}),
+        **({"started_from": started_from} if started_from else {}),
+        PIXEL_SIZES_KEY: pixel_sizes_by_group(train),
+    }
     run = _Run(network, train, list(val), settings, dist, device, provenance)
     run.check_whole_image_batches()
     starting_point = run.starting_point() if started_from and not settings.resume else None
@@ -266,7 +278,10 @@ def iter_train(
         message=f"training {stopped}; {kept}",
     )
     last_path = settings.last_path() if settings.last_path().exists() else None
-    return TrainResult(best_path, last_path, run.best_val_dice(state), stopped, state.history, str(device))
+    starting_dice = starting_point.val_dice if starting_point is not None else None
+    return TrainResult(
+        best_path, last_path, run.best_val_dice(state), stopped, state.history, str(device), starting_dice
+    )
 
 
 def _initial_model(

@@ -1,0 +1,124 @@
+"""A scan's pixel size: where it comes from, the one rule for it, and the size a model works at.
+
+Every entry point (the command line, the docks, the Python API, training) resolves a scan's pixel
+size here: given in µm per pixel, from a field of view in mm, or from a folder whose layout states
+it (OCTA-500's 3M and 6M sets). The plausibility bounds are those of :mod:`.measure.units`.
+No torch here: the docks and the command line read it at start-up.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .measure.units import check_fov, check_pixel_size, pixel_size_from_fov
+
+#: Two statements of one scan's pixel size (µm and a field of view) may differ by this share (rounding).
+AGREEMENT = 0.02
+
+#: Fields of view (mm) that a data set's folder name states: OCTA-500's 3 x 3 and 6 x 6 mm projections.
+#: ROSSA's authors state none, so its scans have no known pixel size.
+FOLDER_FOV_MM: dict[str, float] = {"OCTA500_3M": 3.0, "OCTA500_6M": 6.0}
+_FOLDER_PATTERNS = {
+    re.compile(rf"^OCTA[-_ ]?500[-_ ]?{name[-2:]}$", re.IGNORECASE): fov for name, fov in FOLDER_FOV_MM.items()
+}
+
+
+def resolve_pixel_size(
+    pixel_size_um: float | None = None, fov_mm: float | None = None, width_px: int | None = None
+) -> float | None:
+    """The scan's pixel size in µm from what the user stated, or None when nothing was.
+
+    Both given: they must agree within AGREEMENT, else a ValueError naming both. Implausible values
+    get the message of :mod:`.measure.units` (value, rule, fix).
+    """
+    pixel = check_pixel_size(pixel_size_um)
+    if fov_mm is None:
+        return pixel
+    check_fov(fov_mm)
+    if width_px is None:
+        raise ValueError("a field of view needs the image's width to give a pixel size")
+    from_fov = pixel_size_from_fov(fov_mm, width_px)
+    if pixel is not None and abs(pixel - from_fov) > AGREEMENT * from_fov:
+        raise ValueError(
+            f"pixel size {pixel:g} µm and field of view {fov_mm:g} mm disagree: {fov_mm:g} mm over {width_px} px "
+            f"is {from_fov:.3g} µm per pixel; give only one of them"
+        )
+    return from_fov if pixel is None else pixel
+
+
+def folder_fov_mm(path: str | Path) -> float | None:
+    """The field of view (mm) a path's folders state (an OCTA-500 3M or 6M set), else None."""
+    for part in reversed(Path(path).parts):
+        for pattern, fov in _FOLDER_PATTERNS.items():
+            if pattern.match(part):
+                return fov
+    return None
+
+
+def pixel_size_of_path(path: str | Path, width_px: int) -> float | None:
+    """The pixel size (µm) that a scan's folder layout states for an image ``width_px`` wide, else None."""
+    fov = folder_fov_mm(path)
+    return None if fov is None else pixel_size_from_fov(fov, width_px)
+
+
+def describe_pixel_size(pixel_size_um: float | None) -> str:
+    """How a status line or a note names a pixel size."""
+    return "pixel size unknown" if pixel_size_um is None else f"{pixel_size_um:.3g} µm per pixel"
+
+
+#: Provenance key: the pixel sizes (µm, or None where unknown) of the data sets a model was trained on.
+PROVENANCE_KEY = "pixel_sizes_um"
+
+
+def trained_pixel_sizes(provenance: Mapping[str, Any]) -> dict[str, float | None]:
+    """The pixel sizes a model's training data had, by data set, its starting model's included.
+
+    A fine-tuned model still knows what it started from, so the lineage's data sets count too
+    (a data set trained again counts at its latest size). Older checkpoints record none.
+    """
+    lineage = provenance.get("started_from")
+    sizes = trained_pixel_sizes(lineage) if isinstance(lineage, Mapping) else {}
+    recorded = provenance.get(PROVENANCE_KEY)
+    if isinstance(recorded, Mapping):
+        sizes.update({str(k): (float(v) if isinstance(v, int | float) else None) for k, v in recorded.items()})
+    return sizes
+
+
+def working_range(provenance: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The range of pixel sizes (µm) of a model's training scans as they are, or None when none is known.
+
+    A model trained with random rescaling has seen other sizes too, but it is still at its best at
+    the sizes its data came in, so this range is what inference resamples into.
+    """
+    known = [size for size in trained_pixel_sizes(provenance).values() if size is not None]
+    return (min(known), max(known)) if known else None
+
+
+#: What training takes a data set's pixel size to be when nobody knows it, to rescale its crops:
+#: the typical 3 mm scan of about 300 px (ROSSA's authors state none; 3 mm would make it 9.4 µm).
+UNKNOWN_PIXEL_UM = 10.0
+
+
+def target_pixel_size(pixel_size_um: float, provenance: Mapping[str, Any]) -> float | None:
+    """The pixel size to resample a scan to before the network, or None to leave it as it is.
+
+    A scan inside the range the model was trained at stays as it is; one outside is resampled to the
+    nearer end. A model whose data's pixel sizes are unknown leaves every scan as it is.
+    """
+    span = working_range(provenance)
+    if span is None:
+        return None
+    low, high = span
+    if low <= pixel_size_um <= high:
+        return None
+    return low if pixel_size_um < low else high
+
+
+def resampled_shape(shape: tuple[int, int], from_um: float, to_um: float) -> tuple[int, int]:
+    """An image's (H, W) when its pixels of ``from_um`` become pixels of ``to_um`` (at least 1 px)."""
+    factor = from_um / to_um
+    return tuple(max(1, int(math.floor(side * factor + 0.5))) for side in shape)  # type: ignore[return-value]
