@@ -68,8 +68,9 @@ def test_semicircle_arc_tortuosity_is_half_pi() -> None:
 
 
 def test_fractal_dimension_of_a_filled_square_and_a_line() -> None:
-    square = np.zeros((256, 256), dtype=bool)
-    square[20:220, 30:230] = True
+    # Boxes of 2-32 px (20-320 µm at the assumed 10 µm): a square must span many of the largest boxes.
+    square = np.zeros((512, 512), dtype=bool)
+    square[20:480, 30:490] = True
     line = np.zeros((256, 256), dtype=bool)
     line[128, 10:250] = True
     assert box_counting_dimension(square) == pytest.approx(2.0, abs=0.1)

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .lengths import in_pixels, rule_pixel_size
 from .units import Units
 
-#: Pixel size assumed for the structuring elements when none is known: 3 mm over about 300 px.
-ASSUMED_PIXEL_UM = 10.0
-#: Gaps in the flow narrower than twice this are closed before the FAZ is sought (µm).
-BRIDGE_UM = 40.0
+#: Gaps in the flow narrower than twice this are closed before the FAZ is sought (µm). Used as it
+#: is, not rounded to whole pixels (a rounded 40 µm was 45 µm at 15 µm per pixel and 37.5 µm at
+#: 7.5): 50 µm found the same FAZ area, within 2 % on average, on the OCTA-500 6M val scans at 7.5-20
+#: µm per pixel, where 40 µm lost two FAZs at 15 µm and halved a third (docs/measurements.md).
+BRIDGE_UM = 50.0
 #: The FAZ seed must lie within this fraction of the image's shorter side from its centre.
 SEARCH_FRACTION = 0.25
 #: Flow in the scan: a local mean this fraction of the way from the darkest central spot to the median.
@@ -62,17 +64,16 @@ class FazMeasures:
 def find_faz(vessels: np.ndarray, scan: np.ndarray | None = None, pixel_size_um: float | None = None) -> FazResult:
     """Find the FAZ in a 2D vessel mask (nonzero = vessel), helped by the scan where given (see module)."""
     flow = np.asarray(vessels) != 0
-    pixel_um = pixel_size_um or ASSUMED_PIXEL_UM
-    radius = max(1, round(BRIDGE_UM / pixel_um))
+    radius = max(1.0, in_pixels(BRIDGE_UM, pixel_size_um))
     if scan is not None:
         flow |= _scan_flow(checked_scan(np.asarray(scan, dtype=np.float64), flow.shape), radius)
     seed = _central_open_region(ndimage.binary_dilation(flow, _disk(radius)))
     if seed is None:
         return FazResult(None, _not_found("no vessel-free region lies near the image centre"))
     grown = ndimage.binary_dilation(seed, _disk(radius)) & ~flow
-    grown = ndimage.binary_opening(ndimage.binary_fill_holes(grown), _disk(max(1, radius // 2)))
+    grown = ndimage.binary_opening(ndimage.binary_fill_holes(grown), _disk(max(1.0, radius / 2)))
     faz = _component_overlapping(grown, seed)
-    min_px = MIN_FAZ_MM2 / (pixel_um / 1000.0) ** 2
+    min_px = MIN_FAZ_MM2 / (rule_pixel_size(pixel_size_um) / 1000.0) ** 2
     area_px = 0 if faz is None else np.count_nonzero(faz)
     if area_px < min_px:
         return FazResult(None, _not_found(f"the vessel-free region near the centre is smaller than {MIN_FAZ_MM2} mm²"))
@@ -95,7 +96,7 @@ def checked_scan(scan: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return scan
 
 
-def _scan_flow(scan: np.ndarray, radius: int) -> np.ndarray:
+def _scan_flow(scan: np.ndarray, radius: float) -> np.ndarray:
     """Where the scan's local mean signal rises FLOW_RISE of the way from its darkest central spot to its median.
 
     The local mean (a Gaussian of ``radius / 2``) averages speckle and single capillaries into a
@@ -136,8 +137,9 @@ def _component_overlapping(mask: np.ndarray, seed: np.ndarray) -> np.ndarray | N
     return labels == np.bincount(overlapping).argmax()
 
 
-def _disk(radius: int) -> np.ndarray:
-    rows, cols = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+def _disk(radius: float) -> np.ndarray:
+    extent = int(radius)
+    rows, cols = np.mgrid[-extent : extent + 1, -extent : extent + 1]
     return rows**2 + cols**2 <= radius**2
 
 

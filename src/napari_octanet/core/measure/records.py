@@ -118,7 +118,7 @@ def measure_scan(
         rings = etdrs_rings(mask.shape, centre, units.pixel_size_um)  # type: ignore[arg-type]
         if rings and faz_record is None:
             notes.append("no FAZ: the ETDRS rings are centred on the image centre instead of the FAZ")
-    analysis = analyse_skeleton(mask)
+    analysis = analyse_skeleton(mask, units.pixel_size_um)
     records = [
         RegionRecord(
             region.name,

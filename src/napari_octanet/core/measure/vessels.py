@@ -3,6 +3,10 @@
 The skeleton (scikit-image's ``skeletonize``) and its branches (``skan``) are found once for the
 whole image and then counted per region, so a ring's edge never cuts a branch short. Lengths are
 8-neighbour step lengths (1 or √2 px), as skan measures them.
+
+Every length rule is physical (µm, see :mod:`.lengths`), so that the same eye scanned at another
+pixel size gives the same numbers: a finer grid draws a vessel's wall with more steps, and each
+step can sprout a skeleton spur that a pixel rule would count as a branch.
 """
 
 from __future__ import annotations
@@ -12,13 +16,24 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .lengths import in_pixels
 from .units import Units
 
-#: Skeleton branches shorter than this (px) are skeletonisation spurs, too short for a tortuosity.
-MIN_SEGMENT_PX = 10
-#: A branch's arc for its tortuosity runs through every this-many-th pixel: pixel steps alone
+#: Skeleton branches shorter than this (µm) are no vessel branches: a terminal one is a spur that
+#: skeletonisation grows from a bump in a vessel's wall, and is pruned; one between two junctions
+#: joins them into one branch point; an isolated one is no segment. The OCTA-500 labels resampled x2
+#: grow 10-40 µm spurs that the native scans lack (3M: 13 against 2 a scan; 6M: 56 against 3). 50 µm,
+#: about twice a labelled vessel's calibre, kept branch points within 3 % at 3M x2, 6M x1.3 and 6M x2;
+#: 40 µm left 6M x2 at +6 % (docs/measurements.md). Without a pixel size: 5 px (see :mod:`.lengths`).
+MIN_BRANCH_UM = 50.0
+#: Branches shorter than this (µm) are too short for a tortuosity (10 px of a 3 mm scan of 300 px).
+MIN_TORTUOSITY_UM = 100.0
+#: A branch's arc for its tortuosity runs through a point every this many µm: pixel steps alone
 #: (1 or √2) overstate the length of a smooth curve by up to 8 % (5.5 % on average over directions).
-ARC_STEP_PX = 5
+ARC_STEP_UM = 50.0
+#: Box sizes (µm) of the fractal dimension: from about a capillary's calibre to a tenth of a 3 mm
+#: scan, the same physical range at any pixel size (see :func:`box_counting_dimension`).
+FRACTAL_BOX_UM = (20.0, 40.0, 80.0, 160.0, 320.0)
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -36,18 +51,22 @@ class SkeletonAnalysis:
     """What the per-region measures need from the whole image's vessel mask."""
 
     vessels: np.ndarray
+    #: The pixel size (µm) the mask was analysed with, None in pixel units (the rules then assume one).
+    pixel_size_um: float | None
     #: Each skeleton pixel's share of the skeleton length (half of each 8-neighbour step), 0 elsewhere.
     pixel_length: np.ndarray
-    #: Connected clusters of skeleton pixels with three or more neighbours, one label per branch point.
+    #: One label per branch point: a cluster of skeleton pixels with three or more neighbours, with
+    #: the branches shorter than MIN_BRANCH_UM that join junctions.
     junctions: np.ndarray
     #: Vessel width at each skeleton pixel (px), 0 elsewhere: 2 d - 1, d the distance to the background.
     width: np.ndarray
+    #: The branches, less those shorter than MIN_BRANCH_UM that join junctions or stand alone.
     segments: tuple[Segment, ...]
 
 
 @dataclass(frozen=True)
 class VesselMeasures:
-    """The vessel measures of one region, in the units of :class:`Units` (see README, Measurements)."""
+    """The vessel measures of one region, in the units of :class:`Units` (see docs/measurements.md)."""
 
     area: float
     vad: float
@@ -60,17 +79,94 @@ class VesselMeasures:
     fractal_dimension: float
 
 
-def analyse_skeleton(vessels: np.ndarray) -> SkeletonAnalysis:
-    """Skeletonise a 2D vessel mask (nonzero = vessel) and analyse its branches."""
-    from skimage.morphology import skeletonize
+@dataclass(frozen=True)
+class _Graph:
+    """The skan branches of a skeleton: each one's pixels, length (px) and whether it ends at a junction."""
 
+    paths: list[np.ndarray]
+    lengths: np.ndarray
+    #: Per branch, how many of its two ends are junctions (0, 1 or 2).
+    junction_ends: np.ndarray
+
+
+def analyse_skeleton(vessels: np.ndarray, pixel_size_um: float | None = None) -> SkeletonAnalysis:
+    """Skeletonise a 2D vessel mask (nonzero = vessel), prune its spurs and analyse its branches.
+
+    After pruning, every branch shorter than MIN_BRANCH_UM joins two junctions (it becomes part of
+    their branch point) or stands alone (a speck); neither is a segment.
+    """
     mask = np.asarray(vessels) != 0
-    skeleton = skeletonize(mask)
-    neighbours = ndimage.convolve(skeleton.astype(np.uint8), _EIGHT_CONNECTED.astype(np.uint8), mode="constant") - 1
-    junctions, _ = ndimage.label(skeleton & (neighbours >= 3), structure=_EIGHT_CONNECTED)
+    min_branch_px = in_pixels(MIN_BRANCH_UM, pixel_size_um)
+    skeleton = pruned_skeleton(mask, min_branch_px)
+    graph = _graph(skeleton)
+    short = graph.lengths < min_branch_px
+    links = [path for path, is_link in zip(graph.paths, short & (graph.junction_ends == 2), strict=True) if is_link]
     distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     width = np.where(skeleton, 2.0 * distance - 1.0, 0.0)
-    return SkeletonAnalysis(mask, _pixel_lengths(skeleton), junctions, width, _segments(skeleton))
+    arc_step = max(1, round(in_pixels(ARC_STEP_UM, pixel_size_um)))
+    segments = tuple(
+        _segment(path, arc_step) for path, is_short in zip(graph.paths, short, strict=True) if not is_short
+    )
+    return SkeletonAnalysis(
+        mask, pixel_size_um, _pixel_lengths(skeleton), _branch_points(skeleton, links), width, segments
+    )
+
+
+def _branch_points(skeleton: np.ndarray, links: list[np.ndarray]) -> np.ndarray:
+    """One label per branch point: 8-connected clusters of junction pixels and the short links between them."""
+    junction_pixels = skeleton & (_neighbour_counts(skeleton) >= 3)
+    for path in links:
+        junction_pixels[path[:, 0], path[:, 1]] = True
+    return ndimage.label(junction_pixels, structure=_EIGHT_CONNECTED)[0]
+
+
+def pruned_skeleton(mask: np.ndarray, min_branch_px: float) -> np.ndarray:
+    """The mask's skeleton without terminal branches shorter than ``min_branch_px``, pruned until none is left.
+
+    Pruning a spur can leave a shorter terminal branch behind (a vessel's end forks into two spurs
+    that hang off a short stub), so it repeats; each round removes pixels, so it ends.
+    """
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(mask)
+    while True:
+        spurs = _spur_pixels(skeleton, min_branch_px)
+        if not spurs.any():
+            return skeleton
+        skeleton = skeletonize(skeleton & ~spurs)
+
+
+def _spur_pixels(skeleton: np.ndarray, min_branch_px: float) -> np.ndarray:
+    """The pixels of the terminal branches shorter than ``min_branch_px``, less the junction each hangs from."""
+    graph = _graph(skeleton)
+    spurs = np.zeros_like(skeleton)
+    for path, length, junction_ends in zip(graph.paths, graph.lengths, graph.junction_ends, strict=True):
+        if junction_ends == 1 and length < min_branch_px:
+            free = path if _is_junction(skeleton, path[-1]) else path[::-1]
+            spurs[free[:-1, 0], free[:-1, 1]] = True
+    return spurs
+
+
+def _is_junction(skeleton: np.ndarray, pixel: np.ndarray) -> bool:
+    row, col = int(pixel[0]), int(pixel[1])
+    return int(skeleton[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2].sum()) - 1 >= 3
+
+
+def _graph(skeleton: np.ndarray) -> _Graph:
+    """The skeleton's branches (skan); none without two neighbouring skeleton pixels (skan fails on those)."""
+    if not (skeleton & (_neighbour_counts(skeleton) > 0)).any():
+        return _Graph([], np.zeros(0), np.zeros(0, dtype=int))
+    from skan import Skeleton
+
+    graph = Skeleton(skeleton)
+    paths = [graph.path_coordinates(index).astype(int) for index in range(graph.n_paths)]
+    ends = [sum(_is_junction(skeleton, path[end]) for end in (0, -1)) for path in paths]
+    return _Graph(paths, np.asarray(graph.path_lengths(), dtype=float), np.asarray(ends, dtype=int))
+
+
+def _neighbour_counts(skeleton: np.ndarray) -> np.ndarray:
+    counts = ndimage.convolve(skeleton.astype(np.uint8), _EIGHT_CONNECTED.astype(np.uint8), mode="constant")
+    return counts.astype(int) - 1
 
 
 def _pixel_lengths(skeleton: np.ndarray) -> np.ndarray:
@@ -81,26 +177,13 @@ def _pixel_lengths(skeleton: np.ndarray) -> np.ndarray:
     return np.where(skeleton, 0.5 * (straight + np.sqrt(2.0) * diagonal), 0.0)
 
 
-def _segments(skeleton: np.ndarray) -> tuple[Segment, ...]:
-    """Every skan branch: its middle pixel, its arc length (see ARC_STEP_PX) and its end-to-end distance."""
-    if np.count_nonzero(skeleton) < 2:
-        return ()
-    from skan import Skeleton
-
-    graph = Skeleton(skeleton)
-    segments = []
-    for index in range(graph.n_paths):
-        coordinates = graph.path_coordinates(index)
-        middle = coordinates[len(coordinates) // 2]
-        chord = float(np.hypot(*(coordinates[-1] - coordinates[0])))
-        segments.append(Segment((int(middle[0]), int(middle[1])), _arc_length(coordinates), chord))
-    return tuple(segments)
-
-
-def _arc_length(coordinates: np.ndarray) -> float:
-    """Length of the polyline through every ARC_STEP_PX-th pixel of a path and its last pixel."""
-    vertices = np.vstack([coordinates[::ARC_STEP_PX], coordinates[-1:]])
-    return float(np.hypot(*np.diff(vertices, axis=0).T).sum())
+def _segment(coordinates: np.ndarray, arc_step: int) -> Segment:
+    """A branch's middle pixel, its arc (a polyline through every ``arc_step``-th pixel and the last) and chord."""
+    middle = coordinates[len(coordinates) // 2]
+    vertices = np.vstack([coordinates[::arc_step], coordinates[-1:]])
+    arc = float(np.hypot(*np.diff(vertices, axis=0).T).sum())
+    chord = float(np.hypot(*(coordinates[-1] - coordinates[0])))
+    return Segment((int(middle[0]), int(middle[1])), arc, chord)
 
 
 def vessel_measures(analysis: SkeletonAnalysis, region: np.ndarray, units: Units) -> VesselMeasures:
@@ -123,26 +206,31 @@ def vessel_measures(analysis: SkeletonAnalysis, region: np.ndarray, units: Units
         mean_diameter=units.um(float(analysis.width[on_skeleton].mean())) if on_skeleton.any() else 0.0,
         branch_points_density=_ratio(branch_points, units.mm2(region_px)),
         segments=len(inside),
-        tortuosity=mean_tortuosity(inside),
-        fractal_dimension=box_counting_dimension(analysis.vessels & region),
+        tortuosity=mean_tortuosity(inside, in_pixels(MIN_TORTUOSITY_UM, analysis.pixel_size_um)),
+        fractal_dimension=box_counting_dimension(analysis.vessels & region, analysis.pixel_size_um),
     )
 
 
-def mean_tortuosity(segments: list[Segment]) -> float:
-    """Mean arc / chord of the open branches at least MIN_SEGMENT_PX long (1 = straight); 0 if none."""
-    ratios = [s.arc / s.chord for s in segments if s.arc >= MIN_SEGMENT_PX and s.chord > 0]
+def mean_tortuosity(segments: list[Segment], min_arc_px: float) -> float:
+    """Mean arc / chord of the open branches at least ``min_arc_px`` long (1 = straight); 0 if none."""
+    ratios = [s.arc / s.chord for s in segments if s.arc >= min_arc_px and s.chord > 0]
     return float(np.mean(ratios)) if ratios else 0.0
 
 
-def box_counting_dimension(mask: np.ndarray) -> float:
+def box_counting_dimension(mask: np.ndarray, pixel_size_um: float | None = None) -> float:
     """Minkowski-Bouligand dimension: slope of log(boxes holding foreground) against log(1 / box size).
 
-    Boxes of 1, 2, 4 ... px up to an eighth of the shorter side (larger boxes mostly count the
-    shape's edges); 0 for an empty mask.
+    Boxes of FRACTAL_BOX_UM (rounded to whole pixels, at least 1; the assumed pixel size without
+    one), up to an eighth of the shorter side (larger boxes mostly count the shape's edges). A fixed
+    physical range matters: below a vessel's calibre the mask fills its boxes like an area
+    (dimension 2), so a range of pixel sizes that starts at 1 px reaches further into that regime on a
+    finer grid and gives a larger dimension. 0 for an empty mask or fewer than two box sizes.
     """
     if not mask.any():
         return 0.0
-    sizes = [2**k for k in range(int(np.log2(max(min(mask.shape) // 8, 1))) + 1)]
+    largest = max(min(mask.shape) // 8, 1)
+    sizes = sorted({max(1, round(in_pixels(um, pixel_size_um))) for um in FRACTAL_BOX_UM})
+    sizes = [size for size in sizes if size <= largest]
     if len(sizes) < 2:
         return 0.0
     counts = [_occupied_boxes(mask, size) for size in sizes]
