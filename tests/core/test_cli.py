@@ -100,7 +100,10 @@ def test_fixed_threshold_then_specks_dropped_unless_asked_to_keep_them(tmp_path:
         (["train", "{empty}", "--out", "{empty}/m3"], "give a name such as m3.safetensors"),
         (["train", "{empty}", "--resume", "{checkpoint}"], "with --init {checkpoint}"),
         (["train", "--out", "{empty}/m.safetensors"], "no DATA"),
-        (["segment", "{image}", "--out", "o", "--model", "{checkpoint}", "--fov-mm", "3"], "add --measure"),
+        (["segment", "{image}", "--out", "o", "--pixel-size", "5", "--fov-mm", "3"], "pixel size 5 µm and field of"),
+        (["segment", "{image}", "--out", "o", "--pixel-size", "0.01"], "pixel size 0.01 µm makes no sense"),
+        (["evaluate", "{empty}", "--fov-mm", "0"], "field of view 0.0 mm makes no sense"),
+        (["train", "{empty}", "--out", "{empty}/m.safetensors", "--pixel-size", "300"], "pixel size 300.0 µm"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
@@ -460,7 +463,7 @@ def _rows(csv_file: Path) -> list[dict[str, str]]:
 def test_segment_measure_also_measures_the_images_it_skips(tmp_path: Path, checkpoint: Path) -> None:
     folder = _scans(tmp_path / "scans", 2)
     out, fresh = tmp_path / "out", tmp_path / "fresh"
-    assert _segment(str(folder), "--out", str(out), checkpoint=checkpoint) == 0
+    assert _segment(str(folder), "--out", str(out), "--fov-mm", "3", checkpoint=checkpoint) == 0
     _scan(folder / "s2.png", 2)
     measure = ["--measure", "--fov-mm", "3"]
     assert _segment(str(folder), "--out", str(out), *measure, checkpoint=checkpoint) == 0
@@ -473,12 +476,12 @@ def test_segment_measure_also_measures_the_images_it_skips(tmp_path: Path, check
 def test_an_interrupted_segment_says_the_measures_were_not_written(
     tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from napari_octanet.cli import segment as segment_command
+    from napari_octanet.core.batch import scan
 
-    def interrupted(*_: object) -> int:
+    def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segment_command._Pipeline, "run", interrupted)
+    monkeypatch.setattr(scan, "segment_scan", interrupted)
     out = tmp_path / "out"
     assert _segment(str(_scans(tmp_path / "scans", 1)), "--out", str(out), "--measure", checkpoint=checkpoint) == 130
     assert f"interrupted; {out / 'measures.csv'} was not written" in capsys.readouterr().err
@@ -533,24 +536,34 @@ def test_results_without_a_record_are_kept_by_name_with_one_note(
     assert "2 image(s) already have results" in error and error.count("from an older version") == 1
 
 
-def test_segment_results_are_masks_for_measure_but_never_scans(
-    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from napari_octanet.cli.segment import input_files
+def test_segment_results_are_masks_for_measure_but_never_scans(tmp_path: Path, checkpoint: Path) -> None:
+    from napari_octanet.core.batch import find_inputs
 
     folder = _scans(tmp_path / "scans", 2)
     assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
     mask = folder / "s0_vessels.png"
-    assert input_files([str(mask)], masks=True) == [mask]
-    capsys.readouterr()
-    assert input_files([str(folder)], masks=True) == [mask, folder / "s1_vessels.png"]
-    assert (
-        f"note: left out {folder / 's0.png'} and 1 more: the folder holds masks written by" in capsys.readouterr().err
-    )
-    assert input_files([str(mask), str(folder / "s1.png")]) == [folder / "s1.png"]
-    assert f"note: left out {mask}: results of octanet segment" in capsys.readouterr().err
+    assert find_inputs([str(mask)], masks=True).files == [mask]
+    found = find_inputs([str(folder)], masks=True)
+    assert found.files == [mask, folder / "s1_vessels.png"]
+    assert found.notes[0].startswith(f"left out {folder / 's0.png'} and 1 more: the folder holds masks written by")
+    found = find_inputs([str(mask), str(folder / "s1.png")])
+    assert found.files == [folder / "s1.png"]
+    assert found.notes[0].startswith(f"left out {mask}: results of octanet segment")
     with pytest.raises(FileNotFoundError, match="no scans among the inputs, only .*results of octanet segment"):
-        input_files([str(mask)])
+        find_inputs([str(mask)])
+
+
+def test_notes_on_inputs_left_out_are_printed(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _scans(tmp_path / "scans", 1)
+    assert _segment(str(folder), "--out", str(folder), checkpoint=checkpoint) == 0
+    capsys.readouterr()
+    assert (
+        _segment(str(folder / "s0.png"), str(folder / "s0_vessels.png"), "--out", str(folder), checkpoint=checkpoint)
+        == 0
+    )
+    assert f"note: left out {folder / 's0_vessels.png'}: results of octanet segment" in capsys.readouterr().err
 
 
 def test_train_split_help_says_it_matches_prefixes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,29 @@ def test_export_to_a_folder_is_refused_up_front(
     folder = tmp_path / "out"
     folder.mkdir()
     assert main(["export", str(tiny_checkpoint), str(folder), "--overwrite"]) == 2
-    assert f"OUT {folder} is a folder; give a file name such as {folder / 'model.safetensors'}" in _error_of(capsys)
+    assert f"{folder} is a folder; give a file name, such as {folder / 'model.safetensors'}" in _error_of(capsys)
+
+
+@pytest.mark.parametrize("command", ["measure", "export", "train"])
+def test_measure_export_and_train_check_their_output_file_in_one_wording(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "taken.safetensors").write_bytes(b"the user's file")
+    arguments = {
+        "measure": lambda out: ["measure", str(tmp_path / "data"), "--masks", "--out", str(out)],
+        "export": lambda out: ["export", str(tiny_checkpoint), str(out)],
+        "train": lambda out: ["train", str(tmp_path / "data"), "--out", str(out), "--init", str(tiny_checkpoint)],
+    }[command]
+    taken = tmp_path / "taken.safetensors"
+    assert main(arguments(taken)) == 2
+    assert f"{taken} already exists; choose another name, or add --overwrite to replace it" in _error_of(capsys)
+    assert taken.read_bytes() == b"the user's file"
+    folder = tmp_path / "folder.safetensors"
+    folder.mkdir()
+    example = "measures.csv" if command == "measure" else "model.safetensors"
+    assert main(arguments(folder)) == 2
+    assert f"{folder} is a folder; give a file name, such as {folder / example}" in _error_of(capsys)
 
 
 def test_export_to_a_name_that_is_not_safetensors_is_refused(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pytest
 from skimage.io import imread, imsave
 
 from napari_octanet.cli import main
-from napari_octanet.cli.measure import add_measure_options, measures_for, read_matching
+from napari_octanet.cli.measure import ImagesByStem
+from napari_octanet.core.batch import MeasureTable
 from napari_octanet.core.synthetic import synthetic_octa
 
 
@@ -97,14 +97,11 @@ def test_bad_input_is_one_line(tmp_path: Path, synthetic_pair, capsys, extra: li
     assert not (tmp_path / "m.csv").exists()
 
 
-def test_segment_hook_measures_each_mask_into_one_table(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    add_measure_options(parser)
-    assert measures_for(parser.parse_args([]), tmp_path / "measures.csv") is None
-    table = measures_for(parser.parse_args(["--measure", "--fov-mm", "3"]), tmp_path / "measures.csv")
+def test_the_table_measures_each_mask_into_one_csv(tmp_path: Path) -> None:
+    table = MeasureTable.checked(tmp_path / "measures.csv", overwrite=False)
     image, label = synthetic_octa(304, seed=1)
-    table.add("a.png", label, scan=image)
-    table.add("b.png", np.zeros_like(label), scan=None, faz=None)
+    table.add("a.png", label, scan=image, pixel_size_um=3000 / 304)
+    table.add("b.png", np.zeros_like(label), scan=None, faz=None, pixel_size_um=3000 / 304)
     rows = read_rows(table.write())
     assert [(r["file"], r["region"]) for r in rows][:3] == [
         ("a.png", "whole"),
@@ -204,8 +201,11 @@ def test_no_faz_names_the_option_that_gives_one_and_it_is_measured(tmp_path: Pat
 def test_a_mask_written_by_segment_matches_its_scan(tmp_path: Path) -> None:
     for name in ("eye.png", "eye_vessels.png", "other.png"):
         imsave(tmp_path / name, np.full((8, 8), 7 if name == "eye.png" else 255, np.uint8), check_contrast=False)
-    assert read_matching(Path("results/eye_vessels.png"), tmp_path).max() == 7
-    assert read_matching(Path("masks/eye.png"), tmp_path).max() == 7
+    images = ImagesByStem(tmp_path)
+    assert images.read(Path("results/eye_vessels.png")).max() == 7
+    assert images.read(Path("masks/eye.png")).max() == 7
+    with pytest.raises(FileNotFoundError, match=f"no image named other_mask.* in {tmp_path} for masks/other_mask.png"):
+        images.read(Path("masks/other_mask.png"))
 
 
 def test_masks_written_by_segment_are_measured_with_their_scans(tmp_path: Path, synthetic_pair) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -29,13 +30,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._errors import USER_ERRORS, error_line
 
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args.run(args) or 0)
     except USER_ERRORS as error:
         print(f"octanet {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"octanet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning (an image read in an unusual way, say) as one line ``warning: ...``, not Python's two."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ..core.batch.options import BatchOptions, PixelSizeRule
 from ..core.devices import DEVICE_CHOICES
 from ..core.thresholds import parse_speck_size
 
 if TYPE_CHECKING:
+    from ..core.batch.options import BatchEvent
     from ..core.checkpoint import LoadedModel
     from ..core.devices import DeviceChoice
     from ..core.progress import Progress
 
 R = TypeVar("R")
+#: The defaults of the options that say how a scan is segmented (one home: the core's options).
+DEFAULTS = BatchOptions()
+#: What a user of the command line can do about a FAZ that was not found.
+FAZ_HINT = (
+    "draw the FAZ of each as a mask (nonzero = FAZ) named like its scan, put them in a folder, "
+    "and run octanet measure again with --faz FOLDER"
+)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default=None,
+        default=DEFAULTS.model,
         help="'default' (the bundled lite model), a registered name, or a checkpoint file (.safetensors)",
     )
-    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or e.g. cuda:1")
+    parser.add_argument("--device", default=DEFAULTS.device, help=f"one of {', '.join(DEVICE_CHOICES)} or e.g. cuda:1")
     parser.add_argument(
         "--tta",
         action="store_true",
@@ -73,9 +82,9 @@ def mixed_precision_of(args: argparse.Namespace) -> bool | None:
     return False if args.full_precision else None
 
 
-def add_mask_options(parser: argparse.ArgumentParser, speck_size: int) -> None:
+def add_mask_options(parser: argparse.ArgumentParser, speck_size: int = DEFAULTS.speck_size) -> None:
     """``--threshold`` and ``--speck-size``: how a probability map becomes the vessel mask."""
-    parser.add_argument("--threshold", default="otsu", help="'otsu' (the paper) or a probability in (0, 1)")
+    parser.add_argument("--threshold", default=DEFAULTS.threshold, help="'otsu' (the paper) or a probability in (0, 1)")
     parser.add_argument(
         "--speck-size",
         type=_speck_size,
@@ -93,24 +102,72 @@ def _speck_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def model_path_of(args: argparse.Namespace) -> Path:
-    """The checkpoint --model names; an unknown name raises ModelNotFoundError listing the known ones."""
-    from ..core.registry import registry
+def add_pixel_size_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--pixel-size`` and ``--fov-mm``: the scans' pixel size, given or from their field of view.
 
-    return registry.resolve(args.model)
+    ``what`` says what the pixel size is used for by this command.
+    """
+    parser.add_argument(
+        "--pixel-size",
+        dest="pixel_size_um",
+        type=float,
+        default=DEFAULTS.pixel_size_um,
+        metavar="UM",
+        help=f"the scans' pixel size in µm (e.g. 9.87 for OCTA-500 3M), {what}; neither this nor --fov-mm: "
+        "the folder's where it states one (OCTA500_3M, OCTA500_6M), else unknown",
+    )
+    parser.add_argument(
+        "--fov-mm",
+        type=float,
+        default=DEFAULTS.fov_mm,
+        metavar="MM",
+        help="or the scans' width in mm (e.g. 3 for OCTA-500 3M, 6 for 6M), giving each scan's pixel size",
+    )
+
+
+def pixel_size_rule(args: argparse.Namespace) -> PixelSizeRule:
+    """The pixel size options given, checked now (a bad value is a one-line error before any work)."""
+    rule = PixelSizeRule(args.pixel_size_um, args.fov_mm)
+    rule.check()
+    return rule
+
+
+def input_files(inputs: Sequence[str], *, masks: bool = False) -> list[Path]:
+    """The image files ``inputs`` name (see ``core.batch.find_inputs``), saying which were left out."""
+    from ..core.batch import find_inputs
+
+    found = find_inputs(inputs, masks=masks)
+    for note in found.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return found.files
+
+
+#: How each kind of a batch's events is shown: the stream, and the line's start.
+_EVENT_LINES = {
+    "info": ("err", ""),
+    "note": ("err", "note: "),
+    "warning": ("err", "warning: "),
+    "failure": ("err", "error: "),
+    "written": ("out", ""),
+}
+
+
+def print_event(event: BatchEvent) -> None:
+    """Show a batch's event: results on stdout, the rest on stderr; progress alone is not shown."""
+    if event.kind in _EVENT_LINES:
+        stream, start = _EVENT_LINES[event.kind]
+        print(f"{start}{event.message}", file=sys.stdout if stream == "out" else sys.stderr)
 
 
 def load_model_for(args: argparse.Namespace) -> tuple[LoadedModel, DeviceChoice]:
     """Resolve --model through the registry and load it on --device, saying which device runs."""
-    from ..core.checkpoint import load_model
-    from ..core.devices import precision_name, resolve_device, uses_fast_precision
+    from ..core.batch import load_model_on
+    from ..core.devices import resolve_device
 
     apply_threads(args)
     choice = resolve_device(args.device)
-    path = model_path_of(args)
-    model = load_model(path, choice.device)
-    precision = precision_name(choice.device, uses_fast_precision(mixed_precision_of(args)))
-    print(f"model: {path} ({model.info.network.name}); device: {choice}; {precision}", file=sys.stderr)
+    model, line = load_model_on(args.model, choice, mixed_precision_of(args))
+    print(line, file=sys.stderr)
     return model, choice
 
 
@@ -131,10 +188,9 @@ def follow_with_bar(generator: Generator[Progress, None, R], unit: str) -> R:
 
 def report_failure(path: Path, error: BaseException, failures: list[str]) -> None:
     """Report a file of a batch that failed now, and keep it for the summary, naming the file once."""
-    from ._errors import error_line
+    from ..core.files import failure_line
 
-    text = error_line(error)
-    text = text if str(path) in text else f"{path}: {text}"
+    text = failure_line(path, error)
     failures.append(text)
     print(f"error: {text}", file=sys.stderr)
 

@@ -11,7 +11,15 @@ from typing import Any
 from ..core.evaluation import DEFAULT_SPLIT
 from ..core.inference import MAP_CHOICES
 from ..core.layouts import LAYOUTS
-from ._common import add_mask_options, add_model_options, follow_with_bar, load_model_for, mixed_precision_of
+from ._common import (
+    add_mask_options,
+    add_model_options,
+    add_pixel_size_options,
+    follow_with_bar,
+    load_model_for,
+    mixed_precision_of,
+    pixel_size_rule,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS))
     add_model_options(parser)
     add_mask_options(parser, speck_size=0)  # the paper's protocol keeps every piece
+    add_pixel_size_options(parser, "for segmenting each image at the model's working size")
     parser.add_argument("--tolerance", action="store_true", help="3x3 tolerance for centerline-level labels")
     parser.add_argument(
         "--map",
@@ -45,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.thresholds import parse_threshold
 
     threshold = parse_threshold(args.threshold)
+    pixel_sizes = pixel_size_rule(args)
     split = split_to_score(args.data, args.split)
     index = index_dataset(args.data, args.layout, split)
     if index.unpaired or index.unreadable:
@@ -61,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             which=args.map,
             tta=args.tta,
             mixed_precision=mixed_precision_of(args),
+            pixel_sizes=pixel_sizes,
         ),
         unit="image",
     )
@@ -79,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance,
             "map": args.map,
             "tta": args.tta,
+            "pixel_size_um": args.pixel_size_um,
+            "fov_mm": args.fov_mm,
         }
         payload["skipped"] = result.skipped
         if args.per_image:

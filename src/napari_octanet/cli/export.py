@@ -31,16 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_output(out: Path, *, overwrite: bool) -> None:
-    """OUT must name a file that is new (or may be replaced) in a place this process can write to.
-
-    Checked before the model is loaded; a missing folder is made when the file is written.
-    """
-    from ..core.files import ensure_writable_folder
+    """OUT must name a .safetensors file that is new (or may be replaced) in a place this process can write
+    to; checked before the model is loaded (a missing folder is made when the file is written)."""
+    from ..core.files import check_output_file
     from ..core.library import check_model_file_name
 
-    if out.is_dir():
-        raise FileExistsError(f"OUT {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    check_output_file(out, overwrite=overwrite, example="model.safetensors")
     check_model_file_name(out, "OUT")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another OUT, or pass --overwrite to replace it")
-    ensure_writable_folder(out.parent, create=False)

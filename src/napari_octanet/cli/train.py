@@ -9,39 +9,24 @@ import signal
 import sys
 import time
 from argparse import SUPPRESS
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..core.devices import DEVICE_CHOICES
 from ..core.training.settings import AUGMENTS, MIN_BATCH_SIZE, WHOLE_IMAGES, TrainSettings, parse_crop_size
-from ._common import add_precision_option, add_threads_option, apply_threads, mixed_precision_of
-
-if TYPE_CHECKING:
-    from ..core.training.trainer import TrainEvent, TrainResult
+from ._common import (
+    add_pixel_size_options,
+    add_precision_option,
+    add_threads_option,
+    apply_threads,
+    mixed_precision_of,
+    pixel_size_rule,
+)
+from ._train_data import DATA_DEFAULTS, DataChoice, ResumedRun, data_choice_from, load_data, resumed_run
+from ._train_progress import ProgressBar, stopping_on
 
 #: A run's settings where neither an option nor a resumed run says otherwise.
 DEFAULTS = TrainSettings()
-
-
-@dataclass(frozen=True)
-class DataChoice:
-    """The images a run trains and validates on; its checkpoints record it (provenance 'data_choice'),
-    so that ``--resume`` reads the same images when DATA and the split options are not given again."""
-
-    #: Dataset folders, absolute (a resumed run may start in another working folder).
-    data: tuple[str, ...] = ()
-    layout: str = "auto"
-    split: str = "train"
-    #: Validation on this split of the same folders; without it, this fraction of the training images.
-    val_split: str | None = None
-    val_fraction: float = 0.1
-
-
-#: The data options where neither an option nor a resumed run says otherwise.
-DATA_DEFAULTS = DataChoice()
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -177,6 +162,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)")
     add_threads_option(parser)
     add_precision_option(parser)
+    add_pixel_size_options(parser, "for every data set (with --resume: the run's)")
     parser.add_argument("--note", default="", help="free text stored in the checkpoint's provenance")
     # None for a switch not given, so that a resumed run can tell it from one given off.
     parser.set_defaults(run=run, full_precision=None)
@@ -187,31 +173,6 @@ def _crop_size(text: str) -> int | None:
         return parse_crop_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def load_data(choice: DataChoice, seed: int) -> tuple[list[Any], list[Any]]:
-    """Training and validation images; files left out (no partner, unreadable) are listed on stderr."""
-    from ..core.training.data import split_train_val
-
-    train = _images_of_split(choice, choice.split)
-    if choice.val_split:
-        if choice.val_split.lower().startswith("test"):
-            raise ValueError("validating on a test split would leak it into model selection; use a val split")
-        return train, _images_of_split(choice, choice.val_split)
-    return split_train_val(train, choice.val_fraction, seed)
-
-
-def _images_of_split(choice: DataChoice, split: str) -> list[Any]:
-    from ..core.layouts import index_dataset
-    from ..core.training.data import training_images_from_index
-
-    images = []
-    for root in choice.data:
-        index = index_dataset(root, choice.layout, split)
-        if index.unpaired or index.unreadable:
-            print(index.report(), file=sys.stderr)
-        images += training_images_from_index(index)
-    return images
 
 
 def output_path(args: argparse.Namespace, settings: TrainSettings) -> Path:
@@ -249,68 +210,6 @@ RECIPE_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class ResumedRun:
-    """What a resume state records of the run that wrote it."""
-
-    path: Path
-    #: None for a state from before runs recorded their settings.
-    settings: TrainSettings | None
-    #: The data and validation options; a state from before they were recorded knows only DATA.
-    data: DataChoice
-    data_recorded: bool
-    #: The command line that started the run ('' if not recorded).
-    command: str
-
-    def out(self) -> Path:
-        """The run's model file: beside the state (OUT-last -> OUT), wherever the two were moved to."""
-        from ..core.library import RESUME_STEM_END
-
-        if self.path.stem.endswith(RESUME_STEM_END):
-            return self.path.with_name(self.path.stem.removesuffix(RESUME_STEM_END) + self.path.suffix)
-        if self.settings is None:
-            raise ValueError(f"{self.path} does not say where its run's model goes: give --out")
-        return Path(self.settings.out)
-
-
-def resumed_run(state: str) -> ResumedRun:
-    """The run that ``--resume`` names; a finished model (no resume state in it) is refused, saying what to do."""
-    from ..core.checkpoint import read_info
-    from ..core.training.settings import recorded_settings
-
-    info = read_info(state)
-    if not info.training_state:
-        raise ValueError(
-            f"--resume {state}: this is a finished model, not a resume state (the OUT-last.safetensors that a "
-            f"stopped run keeps); to train it further, start a new run from it with --init {state}"
-        )
-    provenance = info.provenance
-    record = provenance.get("data_choice")
-    if isinstance(record, dict):
-        known = {field.name for field in fields(DataChoice)}
-        data = DataChoice(**{**{k: v for k, v in record.items() if k in known}, "data": tuple(record.get("data", ()))})
-    else:  # from before the choice was recorded: DATA as it was given then
-        data = DataChoice(data=tuple(provenance.get("data", ())))
-    command = str(provenance.get("command", ""))
-    return ResumedRun(Path(state), recorded_settings(provenance), data, isinstance(record, dict), command)
-
-
-def data_choice_from(args: argparse.Namespace, resumed: ResumedRun | None) -> DataChoice:
-    """The data options given, over the resumed run's (--resume) or the defaults; DATA is needed without --resume."""
-    base = resumed.data if resumed is not None else DATA_DEFAULTS
-    data = tuple(os.path.abspath(folder) for folder in args.data) or base.data
-    if not data:
-        raise ValueError("no DATA: name the dataset folder(s) to train on")
-    validation_given = args.val_split is not None or args.val_fraction is not None
-    return DataChoice(
-        data=data,
-        layout=args.layout or base.layout,
-        split=args.split or base.split,
-        val_split=args.val_split if validation_given else base.val_split,
-        val_fraction=args.val_fraction if args.val_fraction is not None else base.val_fraction,
-    )
-
-
 def settings_from(args: argparse.Namespace, resumed: ResumedRun | None = None) -> TrainSettings:
     """The run's settings: the options given, over the resumed run's settings (``resumed``: what --resume
     names) or the defaults. A resumed run also keeps its model file unless --out or --name is given."""
@@ -318,6 +217,7 @@ def settings_from(args: argparse.Namespace, resumed: ResumedRun | None = None) -
     if "augment" in given:
         given["augment"] = AUGMENTS[given["augment"]]
     switches = {"init": args.init, "device": args.device, "keep_resume_state": args.keep_resume_state}
+    switches |= {"pixel_size_um": args.pixel_size_um, "fov_mm": args.fov_mm}
     given |= {field: value for field, value in switches.items() if value is not None}
     if args.full_precision is not None:
         given["mixed_precision"] = mixed_precision_of(args)
@@ -362,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.training.trainer import check_settings, iter_train
 
     apply_threads(args)
+    pixel_size_rule(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
     resumed = resumed_run(args.resume) if args.resume else None
     choice = data_choice_from(args, resumed)
@@ -381,11 +282,11 @@ def run(args: argparse.Namespace) -> int:
         "validation_images": len(val),
         "note": args.note,
     }
-    bar = _ProgressBar(enabled=is_main)
+    bar = ProgressBar(enabled=is_main)
     generator = iter_train(train, val, settings, provenance=provenance)
     stopped_by: list[signal.Signals] = []
     try:
-        with _stopping_on(signal.SIGTERM, stopped_by):
+        with stopping_on(signal.SIGTERM, stopped_by):
             result = bar.follow(generator)
     except KeyboardInterrupt:
         bar.close()
@@ -407,73 +308,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _stopping_on(signum: signal.Signals, received: list[signal.Signals]) -> Iterator[None]:
-    """Treat ``signum`` as Ctrl-C, so that the run keeps its best model and resume state, noting it in ``received``.
-
-    ``kill`` and batch schedulers (a job's time limit, pre-emption) send SIGTERM, which would
-    otherwise end the process at once and lose the epoch under way and the optimizer state; and
-    a run started in the background by a script ignores SIGINT.
-    """
-
-    def interrupt(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum))
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signum, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
-
-
 def _what_was_kept(settings: TrainSettings) -> str:
     best, last = Path(settings.out), settings.last_path()
     if not best.is_file():
         return "no epoch had finished, so nothing was kept"
     resume = f"; resume with: octanet train --resume {last}" if last.is_file() else ""
     return f"the best model so far is kept at {best}{resume}"
-
-
-class _ProgressBar:
-    """A tqdm bar per stage on stderr (steps, loss, ETA) and one line per epoch."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-
-    def follow(self, generator: Generator[TrainEvent, None, TrainResult]) -> TrainResult:
-        while True:
-            try:
-                event = next(generator)
-            except StopIteration as stop:
-                self.close()
-                return stop.value
-            if self.enabled:
-                self.show(event)
-
-    def show(self, event: TrainEvent) -> None:
-        from tqdm import tqdm
-
-        if event.kind in ("step", "epoch") and event.total:
-            if self.bar is None or self.bar.total != event.total or self.bar.desc != f"stage {event.stage}":
-                self.close()
-                self.bar = tqdm(
-                    total=event.total,
-                    desc=f"stage {event.stage}",
-                    unit="step",
-                    file=sys.stderr,
-                    initial=event.done - (event.kind == "step"),
-                    dynamic_ncols=True,
-                )
-            self.bar.update(event.done - self.bar.n)
-            self.bar.set_postfix(
-                epoch=f"{event.epoch + (event.kind == 'step')}/{event.epochs}", loss=f"{event.loss:.4f}", refresh=False
-            )
-        if event.kind != "step" and event.message:
-            tqdm.write(event.message, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -12,6 +12,7 @@ from typing import Any
 #: Every module and package of core (a test keeps this complete), so ``core.measure`` and the like work.
 _SUBMODULES = (
     "allocator",
+    "batch",
     "centerline",
     "checkpoint",
     "devices",

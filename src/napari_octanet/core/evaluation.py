@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from .layouts import DatasetIndex, LayoutError, load_sample, split_folder_of
 from .metrics import evaluate_image, summarise
 from .progress import Progress
 from .thresholds import Threshold
+
+if TYPE_CHECKING:
+    from .batch.options import PixelSizeRule
 
 #: The split scored when none is named and the folder given is not itself a split folder.
 DEFAULT_SPLIT = "test"
@@ -62,11 +65,13 @@ def iter_evaluate(
     which: str = "fine",
     tta: bool = False,
     mixed_precision: bool | None = None,
+    pixel_sizes: PixelSizeRule | None = None,
 ) -> Generator[Progress, None, EvaluationResult]:
     """Segment every labelled image of ``index`` and score it.
 
     ``threshold`` and ``speck_size`` make the mask (see ``binarise``); ``tta`` and
-    ``mixed_precision`` are ``iter_segment``'s.
+    ``mixed_precision`` are ``iter_segment``'s; ``pixel_sizes`` gives each image's pixel size
+    (``iter_segment``'s ``pixel_size_um``; None: every image taken as it is).
     """
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -79,7 +84,10 @@ def iter_evaluate(
             yield Progress(done + 1, total, f"{sample.stem}: skipped")
             continue
         label = loaded.label if loaded.label is not None else loaded.pixel_label
-        maps = segment(model, loaded.image, device=device, tta=tta, mixed_precision=mixed_precision)
+        pixel_size_um = None if pixel_sizes is None else pixel_sizes.of(sample.image, loaded.image.shape[1])
+        maps = segment(
+            model, loaded.image, device=device, tta=tta, mixed_precision=mixed_precision, pixel_size_um=pixel_size_um
+        )
         scores = evaluate_image(
             select_map(maps, which), label, threshold=threshold, speck_size=speck_size, tolerance=tolerance
         )

@@ -1,12 +1,14 @@
 """Writing results safely: never half a file, never a surprise after the work is done.
 
 Every file napari-octanet writes (checkpoints, masks, probability maps, layers saved from napari)
-goes through :func:`write_atomically`; every command checks its output folder with
-:func:`ensure_writable_folder` before it starts work that could be lost.
+goes through :func:`write_atomically`; every command checks where it writes before it starts work
+that could be lost: a folder with :func:`ensure_writable_folder`, a file with :func:`check_output_file`.
+:func:`error_line` words a system error on a path for the user.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -51,3 +53,48 @@ def ensure_writable_folder(folder: Path, *, create: bool = True) -> None:
         probe.unlink()
     except OSError as error:
         raise OutputError(f"cannot write into {folder}: {error.strerror or error}") from None
+
+
+def check_output_file(out: Path, *, overwrite: bool, example: str) -> None:
+    """``out`` must be a file that may be written: not a folder, not an existing file unless ``overwrite``,
+    in a folder this process can write to (a missing folder is left for the write to make).
+
+    ``example`` is a file name the message suggests when ``out`` is a folder (``measures.csv``).
+    """
+    if out.is_dir():
+        raise OutputError(f"{out} is a folder; give a file name, such as {out / example}")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} already exists; choose another name, or add --overwrite to replace it")
+    ensure_writable_folder(out.parent, create=False)
+
+
+#: What to do about the system errors a user meets most, by errno.
+_OS_FIXES = {
+    errno.EACCES: "check its permissions, or choose another place",
+    errno.EPERM: "check its permissions, or choose another place",
+    errno.EROFS: "the file system is read-only; choose another place",
+    errno.ENOSPC: "the disk is full; free some space or choose another place",
+    errno.EISDIR: "it is a folder; give a file name",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "check the path",
+}
+
+
+def error_line(error: BaseException) -> str:
+    """The line a user error is reported with.
+
+    An OSError raised by the system ("[Errno 13] Permission denied: 'x'") becomes the path, the
+    system's reason and what to do; errors with a message of their own keep it.
+    """
+    if not isinstance(error, OSError) or error.strerror is None:
+        return str(error)
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    where = f"{' -> '.join(paths)}: " if paths else ""
+    fix = _OS_FIXES.get(error.errno) if error.errno is not None else None
+    return f"{where}{error.strerror}" + (f"; {fix}" if fix else "")
+
+
+def failure_line(path: Path, error: BaseException) -> str:
+    """How a file of a batch that failed is listed: the error's line, naming the file once."""
+    text = error_line(error)
+    return text if str(path) in text else f"{path}: {text}"
