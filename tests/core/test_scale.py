@@ -10,13 +10,7 @@ import torch
 
 from napari_octanet.core.checkpoint import CheckpointInfo, LoadedModel, load_model
 from napari_octanet.core.inference import segment
-from napari_octanet.core.scale import (
-    pixel_size_of_path,
-    resolve_pixel_size,
-    target_pixel_size,
-    trained_pixel_sizes,
-    working_range,
-)
+from napari_octanet.core.scale import pixel_size_of_path, resolve_pixel_size, target_pixel_size, trained_scales
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training import augment as augment_module
 from napari_octanet.core.training.augment import rescaled_crop
@@ -48,15 +42,44 @@ def test_only_folders_that_state_a_field_of_view_give_a_pixel_size(path: str, wi
     assert pixel_size_of_path(Path(path), width) == (pytest.approx(expected) if expected else None)
 
 
-def test_a_scan_outside_the_models_training_sizes_is_resampled_to_the_nearer_one() -> None:
-    provenance = {"pixel_sizes_um": {"OCTA500_3M/train": 9.87, "OCTA500_6M/train": 15.0, "ROSSA/train_manual": None}}
-    assert working_range(provenance) == (9.87, 15.0)
-    assert target_pixel_size(4.9, provenance) == 9.87
-    assert target_pixel_size(20.0, provenance) == 15.0
-    assert target_pixel_size(12.0, provenance) is None
-    assert target_pixel_size(4.9, {}) is None  # nothing known: left as it is
-    # a fine-tuned model without data of known size inherits its starting model's sizes
-    assert trained_pixel_sizes({"pixel_sizes_um": {}, "started_from": provenance}) == provenance["pixel_sizes_um"]
+OCTA500 = {
+    "pixel_sizes_um": {"OCTA500_3M/train": 9.87, "OCTA500_6M/train": 15.0, "ROSSA/train_manual": None},
+    "fields_of_view_mm": {"OCTA500_3M/train": 3.0, "OCTA500_6M/train": 6.0, "ROSSA/train_manual": None},
+}
+
+
+@pytest.mark.parametrize(
+    ("pixel_size", "width", "expected"),
+    [
+        (4.935, 608, 9.87),  # a 3 mm scan at twice the pixels: back to the 3 mm training scans' size
+        (11.54, 520, 15.0),  # a 6 mm scan at 520 px looks like the 6 mm training scans at 15 µm
+        (13.16, 228, 9.87),  # a 3 mm scan at 228 px: a 3 mm field, so 9.87 µm
+        (20.0, 400, 15.0),  # 8 mm: nearest the 6 mm scans
+        (9.9, 304, None),  # the training size itself (within rounding): left as it is
+    ],
+)
+def test_a_scan_is_resampled_to_the_training_size_of_its_field_of_view(
+    pixel_size: float, width: int, expected: float | None
+) -> None:
+    assert target_pixel_size(pixel_size, width, OCTA500) == expected
+
+
+def test_models_without_known_training_sizes_leave_scans_as_they_are_and_lineage_counts() -> None:
+    assert target_pixel_size(4.9, 608, {}) is None
+    assert trained_scales(OCTA500) == {"OCTA500_3M/train": (9.87, 3.0), "OCTA500_6M/train": (15.0, 6.0)}
+    # a fine-tuned model whose own data have no known size still knows its starting model's
+    fine_tuned = {"pixel_sizes_um": {"layers": None}, "fields_of_view_mm": {"layers": None}, "started_from": OCTA500}
+    assert target_pixel_size(4.935, 608, fine_tuned) == 9.87
+
+
+def test_the_bundled_models_know_their_training_scales() -> None:
+    from napari_octanet.core.checkpoint import read_info
+    from napari_octanet.core.registry import bundled_checkpoints
+
+    for _, path in bundled_checkpoints():
+        scales = trained_scales(read_info(path).provenance)
+        assert scales["OCTA500_3M/train"] == pytest.approx((9.868, 3.0), abs=1e-3)
+        assert scales["OCTA500_6M/train"] == pytest.approx((15.0, 6.0))
 
 
 def _model_recording_input_sizes(tiny_checkpoint: Path, provenance: dict) -> tuple[LoadedModel, list]:
@@ -68,7 +91,8 @@ def _model_recording_input_sizes(tiny_checkpoint: Path, provenance: dict) -> tup
 
 
 def test_inference_resamples_to_the_models_size_and_maps_back_to_the_scans_grid(tiny_checkpoint: Path) -> None:
-    model, seen = _model_recording_input_sizes(tiny_checkpoint, {"pixel_sizes_um": {"a": 10.0}})
+    scales = {"pixel_sizes_um": {"a": 10.0}, "fields_of_view_mm": {"a": 1.28}}
+    model, seen = _model_recording_input_sizes(tiny_checkpoint, scales)
     image, _ = synthetic_octa(128, seed=1)
     maps = segment(model, image, device="cpu", pixel_size_um=5.0)
     assert maps.fine.shape == image.shape and maps.pixel.shape == image.shape
@@ -144,7 +168,9 @@ def test_a_trained_model_records_its_data_sets_pixel_sizes_and_the_starting_dice
         augment=AugmentConfig.rescaled(),
     )
     result = train(images, images[:1], settings)
-    assert load_model(result.best_path).info.provenance["pixel_sizes_um"] == {"a": 10.0, "b": None}
+    provenance = load_model(result.best_path).info.provenance
+    assert provenance["pixel_sizes_um"] == {"a": 10.0, "b": None}
+    assert provenance["fields_of_view_mm"] == {"a": 0.64, "b": None}
     assert result.starting_dice is not None and 0 <= result.starting_dice <= 1
-    stated = train(images, images[:1], TrainSettings(**{**vars(settings), "fov_mm": 0.64, "overwrite": True}))
-    assert load_model(stated.best_path).info.provenance["pixel_sizes_um"] == {"a": 10.0, "b": 10.0}
+    stated = train(images, images[:1], TrainSettings(**{**vars(settings), "fov_mm": 1.28, "overwrite": True}))
+    assert load_model(stated.best_path).info.provenance["pixel_sizes_um"] == {"a": 20.0, "b": 20.0}

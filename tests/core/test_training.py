@@ -19,17 +19,12 @@ from napari_octanet.core.progress import run_to_end
 from napari_octanet.core.synthetic import synthetic_octa
 from napari_octanet.core.training.augment import AugmentConfig, augment, random_crop
 from napari_octanet.core.training.averaging import WeightAverage, saved_average
+from napari_octanet.core.training.checkpoints import load_optimizer_state, optimizer_state_tensors
 from napari_octanet.core.training.data import make_batch, same_size_batches, split_train_val, training_image
 from napari_octanet.core.training.losses import skeleton_recall_loss
 from napari_octanet.core.training.settings import parse_crop_size
-from napari_octanet.core.training.trainer import (
-    TrainSettings,
-    _load_optimizer,
-    _mean_over_groups,
-    _optimizer_tensors,
-    iter_train,
-    train,
-)
+from napari_octanet.core.training.trainer import TrainSettings, iter_train, train
+from napari_octanet.core.training.validation import Scores, mean_over_groups
 from tiny_models import TINY
 
 
@@ -246,7 +241,7 @@ def test_an_existing_model_is_not_replaced_without_being_asked(tmp_path: Path, t
     out = tmp_path / "run" / "model.safetensors"
     out.parent.mkdir()
     out.write_bytes(b"a model the user keeps")
-    with pytest.raises(InputError, match="already exists.*--overwrite"):
+    with pytest.raises(ValueError, match="already exists.*--overwrite"):
         train(tiny_images(2), [], settings(tmp_path, tiny_init, epochs=1, fine_epochs=0))
     assert out.read_bytes() == b"a model the user keeps"
     train(tiny_images(2), [], settings(tmp_path, tiny_init, epochs=1, fine_epochs=0, overwrite=True))
@@ -415,7 +410,7 @@ def test_whole_image_epochs_too_short_to_fill_a_batch_of_one_size_are_refused(tm
 def test_validation_scores_leave_undefined_images_out() -> None:
     """An image whose Dice is undefined (NaN) must not make the epoch's score NaN and break model selection."""
     by_group = {"a": [{"dice": 0.8}, {"dice": float("nan")}], "b": [{"dice": 0.6}], "c": [{"dice": float("nan")}]}
-    assert _mean_over_groups(by_group, "dice") == pytest.approx(0.7)
+    assert mean_over_groups(by_group, "dice") == pytest.approx(0.7)
 
 
 def test_whole_images_of_one_size_or_crops_bring_no_warning(tmp_path: Path, tiny_init: str) -> None:
@@ -689,10 +684,10 @@ def test_provenance_counts_steps_and_keeps_the_starting_models_lineage(tmp_path:
 
 def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
     """Make validation return these Dice scores in turn (the first one scores the starting model)."""
-    from napari_octanet.core.training import trainer
+    from napari_octanet.core.training.stages import Run
 
     queue = iter(scores)
-    monkeypatch.setattr(trainer._Run, "_validate", lambda self, stage: trainer._Scores(next(queue), 0.9, {}))
+    monkeypatch.setattr(Run, "validate", lambda self, stage: Scores(next(queue), 0.9, {}))
 
 
 def test_fine_tuning_that_never_beats_the_start_keeps_the_starting_model(
@@ -724,10 +719,10 @@ def test_resumed_optimizer_moments_are_laid_out_like_their_channels_last_weights
     optimizer = torch.optim.Adam(conv.parameters())
     conv(torch.rand(2, 3, 8, 8)).sum().backward()
     optimizer.step()
-    tensors = {name: value.contiguous() for name, value in _optimizer_tensors(optimizer)[0].items()}  # as saved
+    tensors = {name: value.contiguous() for name, value in optimizer_state_tensors(optimizer)[0].items()}  # as saved
     assert not tensors["state.0.exp_avg"].is_contiguous(memory_format=torch.channels_last)
     restored = torch.optim.Adam(conv.parameters())
-    _load_optimizer(restored, tensors)
+    load_optimizer_state(restored, tensors)
     moment = restored.state[conv.weight]["exp_avg"]
     assert moment.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(moment, optimizer.state[conv.weight]["exp_avg"])
@@ -810,7 +805,7 @@ def test_cpu_training_steps_run_in_bfloat16_with_amx_unless_told_not_to(
     tmp_path: Path, tiny_init: str, monkeypatch: pytest.MonkeyPatch, mixed_precision: bool | None
 ) -> None:
     from napari_octanet.core import devices
-    from napari_octanet.core.training import trainer
+    from napari_octanet.core.training import stages, trainer
     from napari_octanet.core.training.losses import dice_bce_loss
 
     monkeypatch.setattr(devices, "_cpu_has_amx", lambda: True)
@@ -821,7 +816,7 @@ def test_cpu_training_steps_run_in_bfloat16_with_amx_unless_told_not_to(
         dtypes.add(probability.dtype)
         return dice_bce_loss(probability, target)
 
-    monkeypatch.setattr(trainer, "get_loss", lambda name: recording_loss)
+    monkeypatch.setattr(stages, "get_loss", lambda name: recording_loss)
     images = tiny_images()
     run = settings(tmp_path, tiny_init, epochs=1, fine_epochs=1, mixed_precision=mixed_precision)
     messages = [event.message for event in trainer.iter_train(images, images[:1], run) if event.kind == "start"]

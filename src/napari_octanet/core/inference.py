@@ -89,7 +89,7 @@ def iter_segment(
     blank = featureless_slices(stack)
     stack = stack.astype(np.float32, copy=False) if prescaled else normalise(stack)
     grid = stack.shape[-2:]
-    model_pixel = _model_pixel_size(model, pixel_size_um)
+    model_pixel = _model_pixel_size(model, pixel_size_um, grid[-1])
     if model_pixel is not None:
         stack = resampled(stack, resampled_shape(grid, pixel_size_um, model_pixel))  # type: ignore[arg-type]
     choice = resolve_device(device)
@@ -125,11 +125,11 @@ def iter_segment(
     )
 
 
-def _model_pixel_size(model: LoadedModel | OctaNet, pixel_size_um: float | None) -> float | None:
+def _model_pixel_size(model: LoadedModel | OctaNet, pixel_size_um: float | None, width_px: int) -> float | None:
     """The pixel size to resample the scan to for this model, or None to leave it as it is."""
     if pixel_size_um is None or not isinstance(model, LoadedModel):
         return None
-    return target_pixel_size(pixel_size_um, model.info.provenance)
+    return target_pixel_size(pixel_size_um, width_px, model.info.provenance)
 
 
 def resampled(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -145,8 +145,8 @@ def resampled(planes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def resampling_note(pixel_size_um: float, model_pixel_um: float) -> str:
     """What a user is told when a scan was resampled for the model."""
     return (
-        f"the scan ({pixel_size_um:.3g} µm per pixel) was resampled to {model_pixel_um:.3g} µm per pixel, the "
-        "nearest size the model was trained at, and the maps back to the scan's pixels"
+        f"the scan ({pixel_size_um:.3g} µm per pixel) was resampled to {model_pixel_um:.3g} µm per pixel, the size "
+        "of the model's training scans of the nearest field of view, and the maps back to the scan's pixels"
     )
 
 

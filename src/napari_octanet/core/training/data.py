@@ -1,9 +1,9 @@
-"""Training data and its rules: images in memory, from a dataset folder or from arrays (napari
-layers), the checks that say what to fix, and batching.
+"""Training data and its rules: images in memory, from a dataset folder or from arrays, the checks
+that say what to fix, and batching.
 
 Everything a training run refuses is refused here, once, whether the images come from a dataset
-on disk (``octanet train``) or from layers (the Fine-tune dock, which copies each layer's pixels
-into a :class:`NamedArray` on the GUI thread). torch is imported only when batches are made.
+on disk (``octanet train``) or from layers (the Fine-tune dock, through :mod:`.layers`). torch is
+imported only when batches are made.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..centerline import centerline_from_label
 from ..network.config import MIN_SIZE, SIZE_MULTIPLE
-from ..preprocess import InputError, as_image_stack, normalise, numeric_pixels, rgb_to_grey
+from ..preprocess import InputError, as_image_stack, normalise
 from .settings import DEFAULT_CROP_SIZE
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
     from ..layouts import DatasetIndex
     from .augment import AugmentConfig
-
-#: Largest training crop taken from layers; smaller images get a crop that fits inside them.
-MAX_CROP = DEFAULT_CROP_SIZE
 
 
 class TrainingDataError(InputError):
@@ -132,15 +129,19 @@ def with_pixel_size(
     ]
 
 
-def pixel_sizes_by_group(images: Sequence[TrainingImage]) -> dict[str, float | None]:
-    """Each data set's pixel size (µm; the median of its images', None where any is unknown)."""
-    groups: dict[str, list[float | None]] = {}
+def scales_by_group(images: Sequence[TrainingImage]) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Each data set's pixel size (µm) and field of view (mm): medians of its images', None where any is unknown."""
+    groups: dict[str, list[TrainingImage]] = {}
     for image in images:
-        groups.setdefault(image.group, []).append(image.pixel_size_um)
-    return {
-        group: None if any(size is None for size in sizes) else float(np.median(sizes))  # type: ignore[arg-type]
-        for group, sizes in groups.items()
-    }
+        groups.setdefault(image.group, []).append(image)
+    sizes: dict[str, float | None] = {}
+    fields: dict[str, float | None] = {}
+    for group, members in groups.items():
+        known = [m for m in members if m.pixel_size_um is not None]
+        whole = len(known) == len(members)
+        sizes[group] = float(np.median([m.pixel_size_um for m in known])) if whole else None
+        fields[group] = float(np.median([m.pixel_size_um * m.image.shape[-1] / 1000 for m in known])) if whole else None
+    return sizes, fields
 
 
 def split_train_val(
@@ -282,151 +283,6 @@ def check_training_images(train: Sequence[_Labelled], crop_size: int | None = No
         )
     if crop_size is not None and (crop_size % SIZE_MULTIPLE or crop_size < MIN_SIZE):
         raise TrainingDataError(f"crop size {crop_size} must be a positive multiple of {SIZE_MULTIPLE}")
-
-
-@dataclass(frozen=True)
-class NamedArray:
-    """A copy of one layer's pixels (made on the GUI thread) and the layer's name."""
-
-    name: str
-    data: np.ndarray
-    rgb: bool = False
-
-
-@dataclass(frozen=True)
-class ImagePair:
-    """An image, its vessel labels (0 = background) and, optionally, its centerline labels."""
-
-    image: NamedArray
-    label: NamedArray
-    centerline: NamedArray | None = None
-
-
-@dataclass(frozen=True)
-class LabelledSlice:
-    """One 2D training image; the image is grey (RGB already converted), the labels as painted."""
-
-    name: str
-    group: str
-    image: np.ndarray
-    label: np.ndarray
-    centerline: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    slices: list[LabelledSlice]
-    #: What the user should know about how the layers were read (skipped slices, conversions).
-    notes: list[str]
-
-    @property
-    def crop_size(self) -> int:
-        """The largest multiple of 32 (at most MAX_CROP) that fits inside every slice."""
-        smallest = min(min(s.image.shape) for s in self.slices)
-        return min(MAX_CROP, smallest // SIZE_MULTIPLE * SIZE_MULTIPLE)
-
-
-def labelled_slices(pairs: Sequence[ImagePair]) -> TrainingData:
-    """Check every pair and return the 2D slices that have any vessel painted.
-
-    Stacks (and higher-dimensional layers) are read as 2D slices along their leading axes; slices
-    whose label is all background are skipped, and the notes say how many were used. The slices
-    then pass :func:`check_training_images`, the rules every training run follows.
-    """
-    if not pairs:
-        raise TrainingDataError("No training data: add a row with an image layer and its vessel labels.")
-    _refuse_repeats(pairs)
-    slices: list[LabelledSlice] = []
-    notes: list[str] = []
-    for pair in pairs:
-        pair_slices, pair_notes = _pair_slices(pair)
-        slices += pair_slices
-        notes += pair_notes
-    if not slices:
-        names = ", ".join(repr(pair.label.name) for pair in pairs)
-        raise TrainingDataError(
-            f"The vessel labels ({names}) are empty: paint some vessels (any label value above 0) before training."
-        )
-    check_training_images(slices)
-    return TrainingData(slices, notes)
-
-
-def _refuse_repeats(pairs: Sequence[ImagePair]) -> None:
-    seen: set[str] = set()
-    for pair in pairs:
-        if pair.image.name in seen:
-            raise TrainingDataError(f"Image layer {pair.image.name!r} is listed twice; remove one of its rows.")
-        seen.add(pair.image.name)
-
-
-def _grey(layer: NamedArray) -> tuple[np.ndarray, str | None]:
-    """The layer's pixels as grey (..., H, W), and a note when it was converted."""
-    try:
-        data = numeric_pixels(layer.data, f"Image layer {layer.name!r}")
-    except InputError as error:
-        raise TrainingDataError(str(error)) from None
-    if not layer.rgb:
-        return data, None
-    if data.shape[-1] not in (3, 4):
-        raise TrainingDataError(
-            f"Image layer {layer.name!r} is marked RGB but its shape {data.shape} has no colour axis of 3 or 4 last."
-        )
-    return rgb_to_grey(data), f"{layer.name!r} is an RGB image: it was converted to grey (luminance) for training"
-
-
-def _pair_slices(pair: ImagePair) -> tuple[list[LabelledSlice], list[str]]:
-    image, rgb_note = _grey(pair.image)
-    notes = [rgb_note] if rgb_note else []
-    if image.ndim < 2:
-        raise TrainingDataError(f"Image layer {pair.image.name!r} has shape {image.shape}; it needs at least 2D.")
-    label = _matching(pair.label, image, pair.image, "vessel labels")
-    centerline = _matching(pair.centerline, image, pair.image, "centerline labels") if pair.centerline else None
-    height, width = image.shape[-2:]
-    images = image.reshape(-1, height, width)
-    labels = label.reshape(-1, height, width)
-    centerlines = centerline.reshape(-1, height, width) if centerline is not None else None
-    if image.ndim > 3:
-        notes.append(
-            f"{pair.image.name!r} has {image.ndim} dimensions {image.shape}: each of its "
-            f"{len(images)} 2D planes (last two axes) is a separate training image"
-        )
-    stacked = len(images) > 1
-    slices: list[LabelledSlice] = []
-    for index, (plane, plane_label) in enumerate(zip(images, labels, strict=True)):
-        if not (plane_label > 0).any():
-            continue
-        where = f" slice {_index_name(index, image.shape[:-2])}" if stacked else ""
-        plane_centerline = centerlines[index] if centerlines is not None else None
-        if plane_centerline is not None and not (plane_centerline > 0).any():
-            plane_centerline = None  # not painted on this slice: derive it from the vessel label
-        slices.append(LabelledSlice(f"{pair.image.name}{where}", pair.image.name, plane, plane_label, plane_centerline))
-    if stacked and slices and len(slices) < len(images):
-        notes.append(
-            f"{pair.image.name!r}: {len(slices)} of {len(images)} slices have vessels painted in "
-            f"{pair.label.name!r} and were used; the {len(images) - len(slices)} unlabelled slice(s) were skipped"
-        )
-    return slices, notes
-
-
-def _matching(label: NamedArray | None, image: np.ndarray, image_layer: NamedArray, what: str) -> np.ndarray:
-    """The labels as an array of the image's (grey) shape, or an error that names both shapes and layers."""
-    if label is None:
-        raise TrainingDataError(f"Choose the {what} layer for image {image_layer.name!r}.")
-    data = np.asarray(label.data)
-    if data.shape != image.shape:
-        colour = f" (its RGB colour axis aside: {image.shape})" if image_layer.rgb else ""
-        raise TrainingDataError(
-            f"Image layer {image_layer.name!r} has shape {np.shape(image_layer.data)}{colour} but {what} "
-            f"layer {label.name!r} has shape {data.shape}; they must cover the same pixels. Pick the labels "
-            "painted on this image."
-        )
-    return data
-
-
-def _index_name(flat_index: int, leading_shape: tuple[int, ...]) -> str:
-    """A stack slice's index as the user sees it in napari's sliders (a tuple for 4D layers)."""
-    index = np.unravel_index(flat_index, leading_shape)
-    return str(int(index[0])) if len(index) == 1 else str(tuple(int(i) for i in index))
 
 
 T = TypeVar("T")
