@@ -18,8 +18,15 @@ from napari_octanet.core.layouts import index_dataset
 from napari_octanet.core.scale import pixel_size_of_path
 
 #: (data set, factor) pairs of the benchmark: the factor multiplies the side in pixels.
-CASES = (("OCTA500_3M", 1.0), ("OCTA500_3M", 0.75), ("OCTA500_3M", 1.5), ("OCTA500_3M", 2.0),
-         ("OCTA500_6M", 1.0), ("OCTA500_6M", 1.3), ("ROSSA", 1.0))
+CASES = (
+    ("OCTA500_3M", 1.0),
+    ("OCTA500_3M", 0.75),
+    ("OCTA500_3M", 1.5),
+    ("OCTA500_3M", 2.0),
+    ("OCTA500_6M", 1.0),
+    ("OCTA500_6M", 1.3),
+    ("ROSSA", 1.0),
+)
 
 
 @dataclass(frozen=True)

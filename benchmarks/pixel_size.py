@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from napari_octanet.core.registry import registry
+    from napari_octanet.core.registry import bundled_checkpoints
 
     torch.set_num_threads(args.threads)
-    names = args.model or [entry.name for entry in registry.bundled()]
+    names = args.model or [model.name for model, _ in bundled_checkpoints()]
     models = {name: _load(name) for name in names}
     figures = {"dice": {}, "measures": {}}
     for dataset, factor in CASES:
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             for given in (True, False):
                 dices = [_dice(model, scan, scan.pixel_size_um if given else None) for scan in scans]
                 figures["dice"][f"{case} | {name} | {'given' if given else 'unknown'}"] = float(np.nanmean(dices))
-                print(f"{case:18} {name:24} pixel size {'given  ' if given else 'unknown'} Dice {np.nanmean(dices):.4f}")
+                print(
+                    f"{case:18} {name:24} pixel size {'given  ' if given else 'unknown'} Dice {np.nanmean(dices):.4f}"
+                )
                 if factor == 1.0 and dataset != "OCTA500_3M":
                     break  # native scans of known size: 'given' changes nothing
         if dataset == "OCTA500_3M":
@@ -90,8 +92,10 @@ def _measures(scans: list[Scan], models: dict) -> dict[str, dict[str, float]]:
 
     rows: dict[str, dict[str, float]] = {"labels": _mean_row([(s.label, s) for s in scans])}
     for name, model in models.items():
-        masks = [(binarise(segment(model, s.image, prescaled=True, pixel_size_um=s.pixel_size_um).fine, "otsu"), s)
-                 for s in scans]
+        masks = [
+            (binarise(segment(model, s.image, prescaled=True, pixel_size_um=s.pixel_size_um).fine, "otsu"), s)
+            for s in scans
+        ]
         rows[name] = _mean_row(masks)
     return rows
 
@@ -114,7 +118,9 @@ def _print_tables(figures: dict, models: list[str]) -> None:
     print("|---" * (1 + 2 * len(models)) + "|")
     cases = dict.fromkeys(key.split(" | ")[0] for key in figures["dice"])
     for case in cases:
-        cells = [figures["dice"].get(f"{case} | {m} | {kind}", float("nan")) for m in models for kind in ("given", "unknown")]
+        cells = [
+            figures["dice"].get(f"{case} | {m} | {kind}", float("nan")) for m in models for kind in ("given", "unknown")
+        ]
         print(f"| {case} | " + " | ".join("" if c != c else f"{c:.4f}" for c in cells) + " |")
     native = figures["measures"].get("OCTA500_3M x1")
     if not native:
