@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_checks.sh DATA OUT [MINUTES]
 #
 # Three runs share the GPU, each for MINUTES (default 4) from scratch, none with augmentation
-# (which bought `lite` and the U-Net 0.006-0.007 group-mean val Dice at 512 CPU steps; README: No
+# (which bought `lite` and the U-Net 0.006-0.007 group-mean val Dice at 512 CPU steps; docs/training.md: No
 # augmentation from scratch), the three sets drawn equally often:
 #   lite   256 px crops, lr 2e-3, EMA 0.999, for 3/4 of MINUTES; then whole images with the
 #          batch-norm statistics frozen, lr 1e-3, EMA, for the last 1/4 (the preset's last phases)

@@ -7,7 +7,7 @@
 # fine-tune (default octa500-rossa). The schedule is 512 SCS + 128 SRS steps of 8 crops of 256 px,
 # lr 2e-4, flips and turns, EMA 0.999 (about 35 minutes each on one thread of a 2-core CPU). With
 # MINUTES set, the earlier protocol runs instead: a MINUTES wall-clock budget, lr 2e-4, no EMA, full
-# augmentation (README: START=default MINUTES=9). The val split also picks the best checkpoint, so
+# augmentation (docs/training.md: START=default MINUTES=9). The val split also picks the best checkpoint, so
 # the specialists' val figures are slightly optimistic.
 set -euo pipefail
 DATA=$1

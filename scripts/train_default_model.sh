@@ -9,7 +9,7 @@
 #
 # DATA_ROOT holds image/label pairs: OCTA500_3M/{train,val}, OCTA500_6M/{train,val},
 # ROSSA/{train_manual,train_sam,val}. All train splits are used together; the val splits select
-# the best checkpoint (the val scores in the README are therefore optimistic by model selection).
+# the best checkpoint (the val scores in the docs are therefore optimistic by model selection).
 set -euo pipefail
 DATA=${1:-../shared/data/octa-dev}
 RUN=${2:-runs/default}

@@ -1,7 +1,7 @@
 """``octanet measure``: vessel and FAZ measures of scans (segmented here) or of vessel masks, as one CSV.
 
 One row per image and region (``file``, the image's path below the inputs' common parent,
-``region``, then the measures; see the README's *Measurements*), gathered by
+``region``, then the measures; see docs/measurements.md), gathered by
 :class:`napari_octanet.core.batch.MeasureTable`. The CSV is written atomically and never over an
 existing file without ``--overwrite``; where it goes is checked before any work. A file that cannot
 be measured is reported at the end without stopping the batch, as in ``octanet segment``.

@@ -32,7 +32,7 @@ MAP_CHOICES = ("fine", "pixel", "centerline", "coarse")
 DIHEDRAL_VIEWS = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
 #: The most (padded) pixels one forward pass takes, all slices of a batch together. Larger slices
 #: run as overlapping tiles of TILE_SIZE, of which only the part at least TILE_MARGIN from a tile's
-#: edge is kept: the bundled model then peaks near 1.5 GB whatever the image size (README).
+#: edge is kept: the bundled model then peaks near 1.5 GB whatever the image size (docs/benchmarks.md).
 MAX_PIXELS_PER_PASS = 1280 * 1280
 TILE_SIZE = 1280
 TILE_MARGIN = 128
@@ -153,7 +153,7 @@ def resampling_note(pixel_size_um: float, model_pixel_um: float) -> str:
 #: Why averaging rotated and flipped views can hurt: shown when TTA is asked of such a model.
 UNTURNED_TTA_NOTE = (
     "this model was last trained without flips and quarter turns, so the rotated and flipped views that "
-    "test-time augmentation averages lower its Dice (README: No augmentation); leave TTA off with it"
+    "test-time augmentation averages lower its Dice (docs/training.md: No augmentation); leave TTA off with it"
 )
 
 

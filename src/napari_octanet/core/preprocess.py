@@ -70,7 +70,7 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
 #: Each slice's 0.1st and 99.9th intensity percentiles map to 0 and 1 (values beyond are clipped), as
 #: csbdeep and stardist do: a scan's bit depth, the dtype it is stored in and a few hot pixels no
 #: longer change what the network sees. On the real val scans (8-bit, full range) this costs the
-#: bundled model at most 0.0002 Dice against scaling by the dtype's range (README, robustness).
+#: bundled model at most 0.0002 Dice against scaling by the dtype's range (docs/benchmarks.md: Robustness).
 NORMALISATION_PERCENTILES = (0.1, 99.9)
 
 

@@ -31,7 +31,7 @@ class BundledModel:
 
 
 #: The weights inside the package: the generalist default first, then presets named for the scans
-#: they fit (each one's figures and provenance are in the README and ``octanet info NAME``).
+#: they fit (each one's figures and provenance are in docs/benchmarks.md and ``octanet info NAME``).
 BUNDLED_MODELS = (
     BundledModel(
         DEFAULT_NAME,

@@ -2,7 +2,7 @@
 
 Qt-free. :func:`measure_scan` turns one vessel mask (with, optionally, the scan, a pixel size and
 a FAZ) into one record per region (the whole scan and ETDRS rings); :func:`iter_measure` does a
-batch as a progress generator. Definitions and sources are in the README's *Measurements*.
+batch as a progress generator. Definitions and sources are in docs/measurements.md.
 """
 
 from .faz import FazMeasures, FazResult, faz_measures, find_faz

@@ -70,7 +70,7 @@ PAPER = NetworkConfig(
     name="paper", blocks=(3, 4, 6, 3), planes=(64, 128, 256, 512), stem_width=32, head_width=32, faithful=True
 )
 #: Half-width ResNeSt stages but a 16-channel full-resolution path (stem, decoder head, SRS): at
-#: equal training steps, widening that path from 8 gained 0.022 Dice on OCTA-500 3M (README).
+#: equal training steps, widening that path from 8 gained 0.022 Dice on OCTA-500 3M (docs/training.md).
 LITE = NetworkConfig(
     name="lite", blocks=(1, 2, 2, 1), planes=(16, 32, 64, 128), stem_width=16, head_width=16, fine_width=16
 )

@@ -203,7 +203,7 @@ def whole_image_note(images: Sequence[TrainingImage]) -> str:
     """A warning for whole-image training on images of several shapes (empty when there is none).
 
     Such batches each hold one shape, so where shapes follow data sets, batch norm sees one set per
-    batch while training: at equal steps that cost 0.012 Dice on the three val sets (README).
+    batch while training: at equal steps that cost 0.012 Dice on the three val sets (docs/training.md).
     """
     shapes = {image.image.shape for image in images}
     if len(shapes) < 2:

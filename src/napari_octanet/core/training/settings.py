@@ -65,7 +65,7 @@ class AugmentConfig:
 
     @classmethod
     def upright(cls) -> AugmentConfig:
-        """Everything but mirrors and quarter turns: en-face scans share one orientation (README: No
+        """Everything but mirrors and quarter turns: en-face scans share one orientation (docs/training.md: No
         augmentation), while gamma, contrast, noise and small rotations stand in for other devices."""
         return cls(flips=False, rot90=False)
 
@@ -87,7 +87,7 @@ FINE_TUNE_BATCH_SIZE = 4
 FINE_TUNE_LR = 1e-4
 #: What the Fine-tune dock draws when its augmentation is on. It starts off when fine-tuning a trained
 #: model: on scans like the ones it will segment, no augmentation adapts a model best, and flips and turns
-#: cost Dice on these one-orientation scans (README: Augmentation in the dock).
+#: cost Dice on these one-orientation scans (docs/training.md: Augmentation in the dock).
 FINE_TUNE_AUGMENT = AugmentConfig.upright()
 
 #: Named augmentation choices for the command line and recipes.
@@ -200,7 +200,7 @@ def drew_turned_views(provenance: Mapping[str, Any]) -> bool:
     """Whether the run that wrote a checkpoint drew flipped and turned views (True when it does not say).
 
     A model whose last run drew none (``octa500-rossa``) loses Dice to those views, both averaged at
-    test time and drawn again in fine-tuning (README: No augmentation).
+    test time and drawn again in fine-tuning (docs/training.md: No augmentation).
     """
     recorded = recorded_settings(provenance)
     return recorded is None or (recorded.augment.flips and recorded.augment.rot90)
