@@ -14,6 +14,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from builders import write_image
+from napari_octanet.core.synthetic import synthetic_octa
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 #: Web addresses that stand for files of this repository, and where the path starts after them.
@@ -121,6 +124,8 @@ def readme_python_example() -> str:
 
 def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "scans").mkdir()
+    write_image(tmp_path / "scans" / "scan.png", synthetic_octa(96, seed=0)[0])
     exec(compile(readme_python_example(), "README.md (Python API)", "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and all(printed), printed
