@@ -1,15 +1,19 @@
-"""Take the README screenshot: napari with an OCTA image, the "Segment vessels" dock and its result.
+"""Take the README screenshot: napari with an OCTA image, the "Segment vessels" and "Measure vessels" docks
+and their results, at 1280 x 800 unless --size says otherwise.
 
 Run under a virtual display on a headless machine, once trained weights exist:
 
-    xvfb-run -a .venv/bin/python scripts/screenshot.py --image scan.png --model default
-    xvfb-run -a .venv/bin/python scripts/screenshot.py --loop --size 1280 800
+    OMP_NUM_THREADS=1 xvfb-run -a .venv/bin/python scripts/screenshot.py --image 10181.png --model default
+    OMP_NUM_THREADS=1 xvfb-run -a .venv/bin/python scripts/screenshot.py --loop
 
-``--loop`` shows the correct-and-retrain loop instead, at 1280 x 800 unless --size says otherwise, in
-under a minute on one CPU thread: a synthetic scan segmented by the bundled model, its
-``corrections`` layer with a painted stroke, the Fine-tune dock scrolled to its loss curve after a
-2+1-epoch fine-tune of the bundled ``default`` model, the Segment dock's status line, and the re-run
-result. Writes docs/correct-and-retrain.png.
+The image is opened through the plugin's reader, as a user opens it: an OCTA-500 3M or 6M scan (the
+README's: OCTA500_6M/val/image/10181.png) gets its pixel size as the layer's scale, which both docks
+then show and use.
+
+``--loop`` shows the correct-and-retrain loop instead, in under a minute on one CPU thread: a synthetic
+scan segmented by the bundled model, its ``corrections`` layer with a painted stroke, the Fine-tune
+dock scrolled to its loss curve after a 2+1-epoch fine-tune of the bundled ``default`` model, the
+Segment dock's status line, and the re-run result. Writes docs/correct-and-retrain.png.
 
 The docks come from the plugin's manifest, as a user gets them; the jobs run synchronously so the
 picture shows their results. Writes docs/segment-widget.png unless --output says otherwise.
@@ -32,21 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="a registered model name (e.g. default) or a checkpoint path")
     parser.add_argument("--loop", action="store_true", help="the correct-and-retrain loop on a synthetic scan")
     parser.add_argument("--output", type=Path, help="default: docs/segment-widget.png, or docs/correct-and-retrain.png")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), help="default: 1400 860, or 1280 800")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=(1280, 800))
     args = parser.parse_args(argv)
     if not args.loop and (args.image is None or args.model is None):
         parser.error("--image and --model are needed (or --loop)")
     args.output = args.output or REPO / "docs" / ("correct-and-retrain.png" if args.loop else "segment-widget.png")
-    args.size = args.size or ((1280, 800) if args.loop else (1400, 860))
     return args
-
-
-def read_image(path: Path) -> np.ndarray:
-    from skimage.io import imread
-
-    if not path.is_file():
-        raise SystemExit(f"image {path} does not exist")
-    return np.asarray(imread(path))
 
 
 def paint_a_correction(corrections: np.ndarray) -> None:
@@ -131,22 +126,47 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def dock_screenshot(args: argparse.Namespace) -> None:
+    """Segment the image and measure its mask, as a user would in the two docks."""
     import napari
 
-    data = read_image(args.image)
+    if not args.image.is_file():
+        raise SystemExit(f"image {args.image} does not exist")
     viewer = napari.Viewer(title="napari-octanet", show=True)
     viewer.window.resize(*args.size)
-    viewer.add_image(data, name=args.image.stem, rgb=data.ndim == 3 and data.shape[-1] in (3, 4))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-octanet", "Segment vessels")
-    widget.select_model(args.model)
-    widget.segment()
-    if f"{args.image.stem} vessels" not in viewer.layers:
+    (scan,) = viewer.open(str(args.image), plugin="napari-octanet")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-octanet", "Segment vessels")
+    _, measure = viewer.window.add_plugin_dock_widget("napari-octanet", "Measure vessels")
+    segment.select_model(args.model)
+    segment.segment()
+    if f"{scan.name} vessels" not in viewer.layers:
         raise SystemExit("the segmentation wrote no layers (see the notification above); no screenshot taken")
-    viewer.layers[f"{args.image.stem} vessel probability"].visible = False  # show the mask over the scan
-    viewer.layers.selection.active = viewer.layers[args.image.stem]
+    viewer.layers[f"{scan.name} vessel probability"].visible = False  # show the mask over the scan
+    measure.form["vessels"].value = viewer.layers[f"{scan.name} vessels"]
+    measure.measure()
+    print(f"Segment status: {segment.controls.status.value}\nMeasure status: {measure.controls.status.value}")
+    viewer.layers.selection.active = scan
+    settle()
+    share_the_height(segment, measure)
     settle()
     viewer.reset_view()  # the dock narrowed the canvas after the image was fitted to it
     take(viewer, args.output)
+
+
+def share_the_height(segment, measure) -> None:
+    """The two docks stacked, each about half the height: Segment from its top (the image and its pixel size),
+    Measure scrolled to its status line and table."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtWidgets import QDockWidget, QScrollArea
+
+    docks = [widget.native for widget in (segment, measure)]
+    while not all(isinstance(dock, QDockWidget) for dock in docks):
+        docks = [dock if isinstance(dock, QDockWidget) else dock.parentWidget() for dock in docks]
+    height = segment.native.window().height() // 2
+    segment.native.window().resizeDocks(docks, [height, height], Qt.Orientation.Vertical)
+    settle()
+    scroll_area = measure.native.findChild(QScrollArea)
+    top_of_controls = measure.controls.native.mapTo(scroll_area.widget(), QPoint(0, 0)).y()
+    scroll_area.verticalScrollBar().setValue(top_of_controls)
 
 
 if __name__ == "__main__":

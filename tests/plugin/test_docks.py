@@ -1,4 +1,5 @@
-"""What the docks share: together they fit a laptop screen, scrolling instead of squashing a control."""
+"""What the docks share: together they fit a laptop screen, scrolling instead of squashing a control; one pixel
+size field."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_octanet.plugin._first_view import _camera
-from napari_octanet.plugin._workers import JobControls
+from napari_octanet.plugin._first_view import camera_of
 from napari_octanet.plugin.measure_widget import MeasureWidget
 from napari_octanet.plugin.segment_widget import SegmentWidget
 from napari_octanet.plugin.train_widget import TrainWidget
@@ -43,22 +43,21 @@ def squashed_controls(root: QWidget) -> list[str]:
 )
 def test_the_docks_fit_a_1280_by_800_window_without_squashing_a_control(make_napari_viewer, qtbot, docks) -> None:
     viewer = make_napari_viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(*LAPTOP)
+    viewer.window.resize(*LAPTOP)
     viewer.add_image(np.zeros((64, 64)), name="scan")
     widgets = [dock(viewer, synchronous=True) for dock in docks]
     for widget in widgets:
         viewer.window.add_dock_widget(widget, name=type(widget).__name__)
     QApplication.processEvents()
     qtbot.wait(50)
-    assert window.height() <= LAPTOP[1]
+    assert widgets[0].native.window().height() <= LAPTOP[1]
     for widget in widgets:
         assert squashed_controls(widget.native) == [], type(widget).__name__
 
 
 def visible_world_box(viewer) -> tuple[np.ndarray, np.ndarray]:
     """The (row, column) corners of the world the 2D camera shows."""
-    camera = _camera(viewer)
+    camera = camera_of(viewer)
     half = np.asarray(viewer.canvas.size, dtype=float) / camera.zoom / 2
     centre = np.asarray(camera.center[-2:], dtype=float)
     return centre - half, centre + half
@@ -67,7 +66,7 @@ def visible_world_box(viewer) -> tuple[np.ndarray, np.ndarray]:
 def test_the_first_view_shows_the_whole_image_after_the_dock_narrows_the_canvas(make_napari_viewer, qtbot) -> None:
     """As scripts/run.sh does: the window shown, the image added, then the Segment vessels dock."""
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(*LAPTOP)
+    viewer.window.resize(*LAPTOP)
     QApplication.processEvents()
     viewer.add_image(np.zeros((400, 400)), name="scan")
     viewer.window.add_dock_widget(SegmentWidget(viewer, synchronous=True), name="Segment vessels")
@@ -82,10 +81,10 @@ def test_a_view_the_user_zoomed_is_not_refitted(make_napari_viewer, qtbot) -> No
     viewer.add_image(np.zeros((400, 400)), name="scan")
     viewer.window.add_dock_widget(SegmentWidget(viewer, synchronous=True), name="Segment vessels")
     qtbot.wait(50)
-    camera = _camera(viewer)
+    camera = camera_of(viewer)
     camera.zoom *= 3
     zoom = camera.zoom
-    viewer.window._qt_window.resize(900, 700)
+    viewer.window.resize(900, 700)
     qtbot.wait(100)
     assert camera.zoom == pytest.approx(zoom)
 
@@ -112,7 +111,7 @@ def test_the_fine_tune_rows_are_not_cut_at_the_right(make_napari_viewer, qtbot, 
     change widens them later. A scroll area hides its content's size from the layouts around it, so the
     dock used to keep its narrower width for a few passes, the rows cut at the right ("+" hidden)."""
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(*LAPTOP)
+    viewer.window.resize(*LAPTOP)
     viewer.add_image(np.zeros((64, 64)), name="scan")
     segment = SegmentWidget(viewer, synchronous=True)
     train = TrainWidget(viewer, synchronous=True)
@@ -136,7 +135,7 @@ LONG_STATUS = f"Saved {LONG_NAME.replace('-', '_')}_vessels_corrected.csv in /ho
 def three_docks_at_1280_by_800(make_napari_viewer, qtbot, name: str) -> list:
     """The three docks, docked as napari does, beside an image and a labels layer named after ``name``."""
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(*LAPTOP)
+    viewer.window.resize(*LAPTOP)
     viewer.add_image(np.zeros((64, 64)), name=name)
     viewer.add_labels(np.zeros((64, 64), np.uint8), name=f"{name} vessels")
     docks = [dock(viewer, synchronous=True) for dock in (SegmentWidget, TrainWidget, MeasureWidget)]
@@ -155,10 +154,6 @@ def widths(docks) -> dict[str, int]:
     return {type(widget).__name__: widget.native.width() for widget in docks}
 
 
-def job_controls(dock) -> JobControls:
-    return dock._controls if isinstance(dock, TrainWidget) else dock.controls
-
-
 def test_a_long_layer_name_widens_no_dock(make_napari_viewer, qtbot) -> None:
     """Every combo box of names is elided: with this name the docks were 614 px wide instead of 545."""
     short = widths(three_docks_at_1280_by_800(make_napari_viewer, qtbot, "scan"))
@@ -169,12 +164,29 @@ def test_a_long_path_in_a_status_line_widens_no_dock_and_is_shown_whole(make_nap
     docks = three_docks_at_1280_by_800(make_napari_viewer, qtbot, "scan")
     before = widths(docks)
     for widget in docks:
-        job_controls(widget).show_status(LONG_STATUS)
+        widget.controls.show_status(LONG_STATUS)
     settle(qtbot)
 
     assert widths(docks) == before
     for widget in docks:
-        status = job_controls(widget).status
+        status = widget.controls.status
         label = status.native
         assert status.value == LONG_STATUS
         assert label.height() >= label.heightForWidth(label.width()), "the wrapped lines are cut at the bottom"
+
+
+def test_the_segment_and_measure_docks_share_one_pixel_size_field(make_napari_viewer) -> None:
+    """One value per viewer: given in either dock, both show it and use it; another viewer's docks keep theirs."""
+    viewer, other_viewer = make_napari_viewer(), make_napari_viewer()
+    segment, measure = SegmentWidget(viewer, synchronous=True), MeasureWidget(viewer, synchronous=True)
+    other = SegmentWidget(other_viewer, synchronous=True)
+    assert segment.form["pixel_size"].native.text() == "unknown"
+
+    segment.form["pixel_size"].value = 9.87
+    assert measure.form["pixel_size"].value == pytest.approx(9.87)
+    assert measure.pixel_size.um == pytest.approx(9.87) and other.form.pixel_size.um is None
+
+    measure.pixel_size.um = None
+    assert segment.form.pixel_size.um is None and segment.form["pixel_size"].native.text() == "unknown"
+    measure.form["pixel_size"].value = 15.0
+    assert SegmentWidget(viewer, synchronous=True).form.pixel_size.um == pytest.approx(15.0)  # a dock opened later

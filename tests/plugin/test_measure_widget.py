@@ -1,4 +1,4 @@
-"""The Measure vessels dock: table, features, FAZ layer (edits respected), rings, CSV export."""
+"""The Measure vessels dock: table, features, FAZ layer (edits respected), rings, CSV export, pixel size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from napari.layers import Labels, Shapes
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QScrollArea
 from skimage.draw import disk
 
 from napari_octanet.core.synthetic import synthetic_octa
@@ -16,14 +16,16 @@ from napari_octanet.plugin._combos import middle_elided_text
 from napari_octanet.plugin._layers import TAG
 from napari_octanet.plugin.measure_widget import MeasureWidget
 
+UM_PER_PIXEL = 3000 / 304  # a 3 mm scan of 304 px
+
 
 @pytest.fixture
 def scan_viewer(make_napari_viewer):
-    """A viewer with a synthetic 304-px scan and its vessel label, and the dock (synchronous)."""
+    """A viewer with a synthetic 304-px scan of 3 mm and its vessel label, and the dock (synchronous)."""
     viewer = make_napari_viewer()
     image, label = synthetic_octa(304, seed=0)
-    viewer.add_image(image, name="eye")
-    viewer.add_labels(label.astype(np.uint8), name="eye vessels")
+    viewer.add_image(image, name="eye", scale=(UM_PER_PIXEL, UM_PER_PIXEL))
+    viewer.add_labels(label.astype(np.uint8), name="eye vessels", scale=(UM_PER_PIXEL, UM_PER_PIXEL))
     widget = MeasureWidget(viewer, synchronous=True)
     viewer.window.add_dock_widget(widget, name="Measure vessels")
     widget.form.reset_choices()
@@ -41,8 +43,10 @@ def test_measure_fills_table_features_faz_and_rings(scan_viewer, shown) -> None:
     widget.controls.run_button.changed.emit(True)
     assert shown["error"] == []
     table = widget.table.to_dataframe()
-    assert list(table["region"]) == ["whole", "fovea", "parafovea"]
-    assert table["faz_area_mm2"].iloc[0] > 0.05
+    assert list(table.columns) == ["whole", "fovea", "parafovea"]
+    assert float(table.loc["faz_area_mm2", "whole"]) > 0.05
+    assert [row["region"] for row in widget.rows()] == ["whole", "fovea", "parafovea"]
+    assert "9.87 µm per pixel (from the layer's scale)" in widget.controls.status.value
     vessels = viewer.layers["eye vessels"]
     assert vessels.features["vad"][0] == pytest.approx(100 * np.mean(vessels.data > 0))
     assert len(faz_layers(viewer)) == 1
@@ -59,7 +63,7 @@ def test_an_edited_faz_is_measured_and_never_overwritten(scan_viewer, shown) -> 
     faz.data = edited
     widget.controls.run_button.changed.emit(True)
     area_mm2 = np.count_nonzero(edited) * (3.0 / 304) ** 2
-    assert widget.table.to_dataframe()["faz_area_mm2"].iloc[0] == pytest.approx(area_mm2)
+    assert widget.rows()[0]["faz_area_mm2"] == pytest.approx(area_mm2)
     widget.find_faz()
     assert len(faz_layers(viewer)) == 2
     np.testing.assert_array_equal(faz.data, edited)
@@ -87,8 +91,9 @@ def test_without_a_vessel_layer_the_user_is_told(make_napari_viewer, shown) -> N
 def test_a_stack_is_measured_slice_by_slice(make_napari_viewer, tmp_path, shown) -> None:
     viewer = make_napari_viewer()
     pairs = [synthetic_octa(304, seed=seed) for seed in (0, 1)]
-    viewer.add_image(np.stack([image for image, _ in pairs]), name="eyes")
-    viewer.add_labels(np.stack([label for _, label in pairs]).astype(np.uint8), name="eyes vessels")
+    scale = (1.0, UM_PER_PIXEL, UM_PER_PIXEL)
+    viewer.add_image(np.stack([image for image, _ in pairs]), name="eyes", scale=scale)
+    viewer.add_labels(np.stack([label for _, label in pairs]).astype(np.uint8), name="eyes vessels", scale=scale)
     widget = MeasureWidget(viewer, synchronous=True)
     widget.form.reset_choices()
     widget.form["vessels"].value = viewer.layers["eyes vessels"]
@@ -97,10 +102,12 @@ def test_a_stack_is_measured_slice_by_slice(make_napari_viewer, tmp_path, shown)
     widget.controls.run_button.changed.emit(True)
 
     assert shown["error"] == []
-    table = widget.table.to_dataframe()
-    assert list(table["slice"]) == [0, 0, 0, 1, 1, 1] and list(table["region"][:3]) == ["whole", "fovea", "parafovea"]
+    rows = widget.rows()
+    assert [row["slice"] for row in rows] == [0, 0, 0, 1, 1, 1]
+    assert [row["region"] for row in rows[:3]] == ["whole", "fovea", "parafovea"]
     for index, (_, label) in enumerate(pairs):
-        assert table["vad"][3 * index] == pytest.approx(100 * np.mean(label))
+        assert rows[3 * index]["vad"] == pytest.approx(100 * np.mean(label))
+    assert widget.table.column_headers == ("0 whole", "0 fovea", "0 parafovea", "1 whole", "1 fovea", "1 parafovea")
     (faz,) = [layer for layer in viewer.layers if isinstance(layer, Labels) and layer.name == "eyes FAZ"]
     assert faz.data.shape == (2, 304, 304) and faz.data[0].any() and faz.data[1].any()
     (rings,) = [layer for layer in viewer.layers if isinstance(layer, Shapes)]
@@ -110,21 +117,23 @@ def test_a_stack_is_measured_slice_by_slice(make_napari_viewer, tmp_path, shown)
         assert [row["slice"] for row in csv.DictReader(file)] == ["0", "0", "0", "1", "1", "1"]
 
 
-@pytest.mark.parametrize(
-    ("scale", "refusal"),
-    [(1.0, "napari's default when no scale was set"), (3 / 304, "looks like mm per pixel")],
-    ids=["unset", "mm"],
-)
-def test_a_layer_scale_that_is_not_um_per_pixel_is_refused(scan_viewer, shown, scale, refusal) -> None:
+@pytest.mark.parametrize("scale", [1.0, 3 / 304], ids=["unset", "mm"])
+def test_a_layer_scale_that_is_not_um_per_pixel_gives_way_to_the_pixel_size_field(scan_viewer, shown, scale) -> None:
     """napari's default scale read as 1 µm/px shrank a 3 mm scan to 0.3 mm; a scale in mm read as µm made VLD 1000x."""
     viewer, widget = scan_viewer
-    viewer.layers["eye vessels"].scale = (scale, scale)
-    widget.form["pixel_size"].value = "scale"
+    for name in ("eye", "eye vessels"):
+        viewer.layers[name].scale = (scale, scale)
     widget.controls.run_button.changed.emit(True)
-    assert len(shown["error"]) == 1 and refusal in shown["error"][0]
-    assert "set the layer's scale in µm per pixel" in shown["error"][0]
-    assert widget.table.to_dataframe().empty
-    assert widget.controls.status.value == f"Not started: {shown['error'][0]}"
+    assert shown["error"] == [] and widget.rows()[0]["units"] == "px"
+    assert "pixel size unknown" in widget.controls.status.value
+
+    widget.form["pixel_size"].value = 12.5
+    widget.controls.run_button.changed.emit(True)
+    assert widget.rows()[0]["pixel_size_um"] == pytest.approx(12.5)
+    assert widget.rows()[0]["area_mm2"] == pytest.approx((304 * 0.0125) ** 2)
+    assert "12.5 µm per pixel (from the pixel-size field)" in widget.controls.status.value
+    note = widget.form["pixel_size_note"]
+    assert ("looks like mm per pixel" in note.value) == (scale != 1.0)
 
 
 def test_a_refused_measure_replaces_the_last_status(scan_viewer, shown) -> None:
@@ -132,20 +141,46 @@ def test_a_refused_measure_replaces_the_last_status(scan_viewer, shown) -> None:
     viewer, widget = scan_viewer
     widget.controls.run_button.changed.emit(True)
     assert widget.controls.status.value.startswith("Measured")
-    viewer.layers["eye vessels"].scale = (1.0, 1.0)
-    widget.form["pixel_size"].value = "scale"
+    widget.form["scan"].value = viewer.add_image(np.zeros((32, 32)), name="thumbnail")
     widget.find_faz()
-    assert widget.controls.status.value.startswith("Not started: the layer's scale is 1")
+    assert widget.controls.status.value.startswith("Not started: The scan 'thumbnail' is (32, 32)")
 
 
-def test_a_layer_scale_in_um_per_pixel_is_used(scan_viewer, shown) -> None:
-    viewer, widget = scan_viewer
-    viewer.layers["eye vessels"].scale = (3000 / 304, 3000 / 304)
-    widget.form["pixel_size"].value = "scale"
+def test_a_layer_scale_in_um_per_pixel_wins_over_the_field(scan_viewer, shown) -> None:
+    _, widget = scan_viewer
+    widget.form["pixel_size"].value = 20.0
     widget.controls.run_button.changed.emit(True)
     assert shown["error"] == []
-    table = widget.table.to_dataframe()
-    assert table["area_mm2"].iloc[0] == pytest.approx(9.0) and list(table["region"]) == ["whole", "fovea", "parafovea"]
+    assert widget.rows()[0]["area_mm2"] == pytest.approx(9.0)
+    assert "This layer's scale gives 9.87 µm per pixel" in widget.form["pixel_size_note"].value
+
+
+def test_at_1280_by_800_the_table_shows_the_measures_as_rows_and_the_regions_as_columns(
+    make_napari_viewer, qtbot, shown
+) -> None:
+    """With a column per measure the dock showed file, region and units, and every measure lay off to the right."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1280, 800)
+    image, label = synthetic_octa(304, seed=0)
+    viewer.add_image(image, name="eye", scale=(UM_PER_PIXEL, UM_PER_PIXEL))
+    viewer.add_labels(label.astype(np.uint8), name="eye vessels", scale=(UM_PER_PIXEL, UM_PER_PIXEL))
+    widget = MeasureWidget(viewer, synchronous=True)
+    viewer.window.add_dock_widget(widget, name="Measure vessels")
+    widget.controls.run_button.changed.emit(True)
+    QApplication.processEvents()
+    qtbot.wait(50)
+
+    table = widget.table
+    assert table.column_headers == ("whole", "fovea", "parafovea")
+    assert {"vad", "vld", "vdi", "fractal_dimension", "faz_area_mm2"} <= set(table.row_headers)
+    assert "file" not in table.row_headers and "region" not in table.row_headers
+    grid = table.native
+    dock_viewport = widget.native.findChild(QScrollArea).viewport()
+    vad_row = table.row_headers.index("vad")
+    whole_value = grid.visualItemRect(grid.item(vad_row, 0))
+    right_edge = grid.viewport().mapTo(dock_viewport, whole_value.topRight()).x()
+    assert 0 < whole_value.right() <= grid.viewport().width() and right_edge <= dock_viewport.width()
+    assert float(table.data[vad_row, 0]) == pytest.approx(widget.rows()[0]["vad"], rel=1e-3)
 
 
 def test_the_progress_bar_reads_done_after_measuring(scan_viewer, shown) -> None:
@@ -183,7 +218,7 @@ def test_without_a_scan_measure_leaves_the_faz_out_as_the_tooltip_says(scan_view
     _, widget = scan_viewer
     widget.form["scan"].value = None
     widget.controls.run_button.changed.emit(True)
-    assert shown["error"] == [] and "faz_area_mm2" not in widget.table.to_dataframe()
+    assert shown["error"] == [] and "faz_area_mm2" not in widget.rows()[0]
     tooltip = widget.form["scan"].tooltip
     assert "without it Measure leaves the FAZ out" in tooltip and "Find FAZ looks in the mask alone" in tooltip
 
@@ -195,7 +230,7 @@ def test_long_layer_names_leave_the_dock_narrow_at_1280_by_800(make_napari_viewe
     """Combos elide long names and the status line names no layer or folder: either widened the dock to ~690 px,
     leaving the canvas ~240 px."""
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1280, 800)
+    viewer.window.resize(1280, 800)
     image, label = synthetic_octa(304, seed=0)
     viewer.add_image(image, name=LONG_NAME)
     viewer.add_labels(label.astype(np.uint8), name=f"{LONG_NAME} vessels")

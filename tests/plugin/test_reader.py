@@ -158,3 +158,26 @@ def test_a_label_opened_beside_its_image_is_named_after_it(make_napari_viewer, t
 
     assert [layer.name for layer in viewer.layers] == ["10202", "10202 labels"]
     assert type(viewer.layers["10202 labels"]).__name__ == "Labels"
+
+
+def test_an_octa500_3m_folder_gives_its_layers_a_scale_in_um_per_pixel(make_napari_viewer, tmp_path):
+    """OCTA-500's 3M set is 3 x 3 mm: a 64-px scan there has pixels of 3000 / 64 µm; other sets state none."""
+    root = make_pairs_tree(tmp_path, n=2, size=64, sets={"OCTA500_3M": ("val",), "ROSSA": ("val",)})
+    um = 3000 / 64
+
+    folder = read(root / "OCTA500_3M")
+    for name in ("OCTA500_3M val", "OCTA500_3M val label"):
+        np.testing.assert_allclose(folder[name][1]["scale"], (1.0, um, um))
+    _, single, _ = read(root / "OCTA500_3M" / "val" / "image" / "1.png")["1"]
+    np.testing.assert_allclose(single["scale"], (um, um))
+    assert "scale" not in read(root / "ROSSA")["ROSSA val"][1]
+
+    viewer = make_napari_viewer()
+    viewer.open(str(root / "OCTA500_3M" / "val" / "label" / "2.png"), plugin="napari-octanet")
+    np.testing.assert_allclose(viewer.layers["2 labels"].scale, (um, um))
+
+
+def test_a_scan_too_narrow_for_its_folders_field_of_view_gets_no_scale(tmp_path):
+    """3 mm over 8 px would be 375 µm per pixel, beyond any OCTA device: no pixel size rather than a wrong one."""
+    path = write_image(tmp_path / "OCTA500_3M" / "thumb.png", np.zeros((8, 8), np.uint8))
+    assert "scale" not in read(path)["thumb"][1]

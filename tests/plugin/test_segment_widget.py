@@ -14,18 +14,23 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 import pytest
+import torch
 from napari.layers import Image, Labels
 
+from builders import write_image
 from napari_octanet.core import checkpoint, inference
 from napari_octanet.core.inference import Segmentation
-from napari_octanet.core.registry import ModelRegistry, registry
+from napari_octanet.core.network import OctaNet
+from napari_octanet.core.registry import registry
+from napari_octanet.core.scale import FIELDS_KEY, PROVENANCE_KEY
 from napari_octanet.core.thresholds import DEFAULT_SPECK_SIZE, binarise
-from napari_octanet.plugin import _model_choice as model_choice_module
-from napari_octanet.plugin import segment_widget as segment_module
 from napari_octanet.plugin._model_choice import CHECKPOINT_FILE, TrainedModel, model_trained
 from napari_octanet.plugin._segment_job import model_cache
 from napari_octanet.plugin._workers import Job, JobCallbacks
 from napari_octanet.plugin.segment_widget import SegmentWidget
+from tiny_models import TINY
+
+UM_PER_PIXEL = 3000 / 304  # a 3 mm scan of 304 px, as the reader scales an OCTA-500 3M scan
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +38,19 @@ def fresh_model_cache() -> Generator[None, None, None]:
     model_cache.clear()
     yield
     model_cache.clear()
+
+
+@pytest.fixture
+def no_models() -> Generator[None, None, None]:
+    """No model registered (not even the bundled one) during the test; the registry as it was after."""
+    kept = registry.entries()
+    for entry in kept:
+        registry.unregister(entry.name)
+    yield
+    for name in registry.names():
+        registry.unregister(name)
+    for entry in kept:
+        registry.register(entry.path, entry.name, entry.description)
 
 
 @pytest.fixture
@@ -326,11 +344,7 @@ def test_corrupt_checkpoint_is_named_in_the_error(make_napari_viewer, tmp_path, 
     assert outputs(viewer) == []
 
 
-def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, monkeypatch, shown):
-    empty = ModelRegistry()
-    for name in empty.names():  # the bundled model
-        empty.unregister(name)
-    monkeypatch.setattr(segment_module, "registry", empty)
+def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, no_models, shown):
     viewer = make_napari_viewer()
     viewer.add_image(scan((64, 64)), name="scan")
     widget = dock(viewer)
@@ -343,16 +357,11 @@ def test_without_any_model_segment_asks_for_a_checkpoint(make_napari_viewer, mon
     assert outputs(viewer) == []
 
 
-def test_a_model_registered_later_is_offered_and_chosen(make_napari_viewer, monkeypatch, tiny_checkpoint):
-    empty = ModelRegistry()
-    for name in empty.names():
-        empty.unregister(name)
-    for module in (segment_module, model_choice_module):  # the dock lists models, its ModelListener follows them
-        monkeypatch.setattr(module, "registry", empty)
+def test_a_model_registered_later_is_offered_and_chosen(make_napari_viewer, no_models, tiny_checkpoint):
     viewer = make_napari_viewer()
     widget = dock(viewer)
 
-    empty.register(tiny_checkpoint, name="just-trained")
+    registry.register(tiny_checkpoint, name="just-trained")
 
     assert "just-trained" in widget.form["model"].choices
     assert widget.form["model"].value == "just-trained"
@@ -485,19 +494,25 @@ def test_a_constant_scan_gives_an_empty_mask_and_a_warning(make_napari_viewer, r
 
 
 @pytest.mark.parametrize("shape", [(64, 72), (2, 64, 64)], ids=["image", "stack"])
-def test_save_results_writes_mask_and_probability_and_asks_before_replacing(
+def test_save_results_writes_as_octanet_segment_does_and_asks_before_replacing(
     make_napari_viewer, registered_tiny, monkeypatch, tmp_path, shape
 ):
+    """The core's writer and record, as a batch writes them: the mask, the probability and how they were made."""
+    import json
+
     import tifffile
     from qtpy.QtWidgets import QFileDialog, QMessageBox
     from skimage.io import imread
 
     viewer = make_napari_viewer()
-    viewer.add_image(scan(shape), name="scan")
+    viewer.add_image(scan(shape), name="scan", scale=(1.0,) * (len(shape) - 2) + (UM_PER_PIXEL, UM_PER_PIXEL))
     widget = dock(viewer)
     widget.form["model"].value = registered_tiny.name
+    widget.form["specks"].value = 3
     run(widget)
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_: str(tmp_path))
+    out = tmp_path / "results"
+    out.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_: str(out))
     answers: list[str] = []
 
     def answer(*_):
@@ -508,17 +523,36 @@ def test_save_results_writes_mask_and_probability_and_asks_before_replacing(
 
     widget.form["save"].changed.emit(True)
 
-    mask_name = "scan vessels.png" if len(shape) == 2 else "scan vessels.tif"
-    mask = imread(tmp_path / mask_name) if len(shape) == 2 else tifffile.imread(tmp_path / mask_name)
-    probability = tifffile.imread(tmp_path / "scan vessel probability.tif")
+    mask_name = "scan_vessels.png" if len(shape) == 2 else "scan_vessels.tif"
+    mask = imread(out / mask_name) if len(shape) == 2 else tifffile.imread(out / mask_name)
+    probability = tifffile.imread(out / "scan_probability.tif")
     np.testing.assert_array_equal(mask, viewer.layers["scan vessels"].data * 255)
     assert probability.dtype == np.float32 and probability.shape == shape
     np.testing.assert_array_equal(probability, viewer.layers["scan vessel probability"].data)
-    assert answers == []
+    record = json.loads((out / "scan_segment.json").read_text())
+    assert record["pixel_size_um"] == pytest.approx(UM_PER_PIXEL) and record["speck_size"] == 3
+    assert record["threshold"] == "otsu" and record["model"] == str(registered_tiny.path.resolve())
+    assert answers == [] and "scan_segment.json" in widget.controls.status.value
 
-    (tmp_path / mask_name).write_bytes(b"kept")
+    (out / mask_name).write_bytes(b"kept")
     widget.form["save"].changed.emit(True)  # declined: nothing replaced
-    assert answers == ["asked"] and (tmp_path / mask_name).read_bytes() == b"kept"
+    assert answers == ["asked"] and (out / mask_name).read_bytes() == b"kept"
+
+
+def test_save_results_records_the_file_the_scan_was_read_from(make_napari_viewer, registered_tiny, tmp_path):
+    import json
+
+    path = write_image(tmp_path / "OCTA500_6M" / "10001.png", scan((64, 64)))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-octanet")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    run(widget)
+
+    widget.save_results(tmp_path)
+
+    record = json.loads((tmp_path / "10001_segment.json").read_text())
+    assert record["source"] == str(path.resolve()) and record["pixel_size_um"] == pytest.approx(6000 / 64)
 
 
 def test_failures_in_the_cores_words_or_reported_as_a_bug():
@@ -657,3 +691,76 @@ def test_a_new_model_is_listed_among_the_registered_ones_and_the_choice_kept(
 
     assert widget.form["model"].choices == (*registry.names(), CHECKPOINT_FILE)
     assert widget.form["model"].value == registered_tiny.name
+
+
+def test_a_layer_scale_in_um_is_the_pixel_size_given_and_the_status_says_so(
+    make_napari_viewer, registered_tiny, inference_calls, shown
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan", scale=(UM_PER_PIXEL, UM_PER_PIXEL))
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    widget.form["pixel_size"].value = 20.0  # the field is for layers whose scale states no pixel size
+
+    run(widget)
+
+    assert shown["error"] == []
+    assert inference_calls[-1]["pixel_size_um"] == pytest.approx(UM_PER_PIXEL)
+    for name in ("scan vessels", "scan vessel probability"):
+        np.testing.assert_allclose(viewer.layers[name].scale, (UM_PER_PIXEL, UM_PER_PIXEL))
+    assert "9.87 µm per pixel (from the layer's scale)" in widget.controls.status.value
+    assert "This layer's scale gives 9.87 µm per pixel" in widget.form["pixel_size_note"].value
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.00987], ids=["unset", "mm"])
+def test_without_a_scale_in_um_the_pixel_size_field_gives_it(
+    make_napari_viewer, registered_tiny, inference_calls, shown, scale
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan", scale=(scale, scale))
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+    widget.form["pixel_size"].value = 12.5
+
+    run(widget)
+
+    assert shown["error"] == [] and inference_calls[-1]["pixel_size_um"] == pytest.approx(12.5)
+    assert "12.5 µm per pixel (from the pixel-size field)" in widget.controls.status.value
+    np.testing.assert_allclose(viewer.layers["scan vessels"].scale, (scale, scale))  # over the scan, as it is
+    note = widget.form["pixel_size_note"]
+    assert ("looks like mm per pixel" in note.value) == (scale != 1.0) and note.native.isHidden() == (scale == 1.0)
+
+
+def test_with_no_pixel_size_known_the_scan_is_segmented_as_it_is_and_the_status_says_so(
+    make_napari_viewer, registered_tiny, inference_calls
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan")
+    widget = dock(viewer)
+    widget.form["model"].value = registered_tiny.name
+
+    run(widget)
+
+    assert widget.form["pixel_size"].native.text() == "unknown"
+    assert inference_calls[-1]["pixel_size_um"] is None
+    assert "pixel size unknown" in widget.controls.status.value
+
+
+def test_a_resampled_scan_is_noted_in_the_status(make_napari_viewer, tmp_path, shown):
+    """A model trained at 10 µm per pixel gets a 5 µm scan resampled, and the user is told."""
+    torch.manual_seed(0)
+    model = checkpoint.save_checkpoint(
+        tmp_path / "ten-um.safetensors",
+        OctaNet(TINY),
+        provenance={PROVENANCE_KEY: {"OCTA500_3M": 10.0}, FIELDS_KEY: {"OCTA500_3M": 3.0}},
+    )
+    viewer = make_napari_viewer()
+    viewer.add_image(scan((64, 64)), name="scan", scale=(5.0, 5.0))
+    widget = dock(viewer)
+    widget.select_model(model)
+
+    run(widget)
+
+    assert viewer.layers["scan vessels"].data.shape == (64, 64)
+    status = widget.controls.status.value
+    assert "5 µm per pixel (from the layer's scale)" in status and "was resampled to 10 µm per pixel" in status

@@ -22,7 +22,7 @@ from napari_octanet.core.checkpoint import load_checkpoint
 from napari_octanet.core.library import ENV_VAR
 from napari_octanet.core.registry import registry
 from napari_octanet.core.synthetic import synthetic_set
-from napari_octanet.core.training.data import ImagePair, NamedArray, labelled_slices
+from napari_octanet.core.training.layers import ImagePair, NamedArray, labelled_slices
 from napari_octanet.core.training.settings import (
     FINE_TUNE_AUGMENT,
     FINE_TUNE_BATCH_SIZE,
@@ -117,9 +117,9 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(
     segment = SegmentWidget(viewer, synchronous=True)
     viewer.window.add_dock_widget(segment, name="Segment vessels")
     widget = dock(viewer, tmp_path)
-    assert widget._pairs.rows[0].label.value is viewer.layers["scan labels"]
+    assert widget.form.pairs.rows[0].label.value is viewer.layers["scan labels"]
 
-    widget._controls.run_button.changed.emit(True)
+    widget.controls.run_button.changed.emit(True)
 
     best = model_library / "tuned.safetensors"
     assert shown["error"] == []
@@ -134,14 +134,14 @@ def test_synchronous_run_registers_a_model_the_segment_dock_offers(
         assert {handle.get_slice(key).get_dtype() for key in handle.keys()} <= {"F16", "I64"}  # noqa: SIM118
     assert len(loaded.info.provenance["validation_images"]) == 1  # 3 slices, 20 % held out
     assert registry.resolve("tuned") == best.resolve()
-    assert "tuned" in segment._model.choices
+    assert "tuned" in segment.form["model"].choices
     assert "tuned" in widget.form["model"].choices  # and a starting point for the next run
-    assert [(p.stage, p.epoch) for p in widget._curve.points] == [(1, 1), (2, 1)]
-    assert widget._curve.points[0].val_dice is not None
-    assert not widget._curve.grab().isNull()
+    assert [(p.stage, p.epoch) for p in widget.curve.points] == [(1, 1), (2, 1)]
+    assert widget.curve.points[0].val_dice is not None
+    assert not widget.curve.grab().isNull()
     assert any("Training finished" in m and str(best) in m for m in shown["info"])
-    assert "tuned" in widget._controls.status.value
-    assert widget._controls.progress_bar.value == widget._controls.progress_bar.max
+    assert "tuned" in widget.controls.status.value
+    assert widget.controls.progress_bar.value == widget.controls.progress_bar.max
 
 
 def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
@@ -150,11 +150,11 @@ def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
     viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="stopped", synchronous=False, epochs=500)
 
-    widget._controls.run_button.changed.emit(True)
+    widget.controls.run_button.changed.emit(True)
     assert widget.running
-    qtbot.waitUntil(lambda: len(widget._curve.points) >= 1, timeout=60_000)
-    widget._controls.cancel_button.changed.emit(True)
-    assert "Stopping" in widget._controls.status.value
+    qtbot.waitUntil(lambda: len(widget.curve.points) >= 1, timeout=60_000)
+    widget.controls.cancel_button.changed.emit(True)
+    assert "Stopping" in widget.controls.status.value
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
 
     best = model_library / "stopped.safetensors"
@@ -163,7 +163,7 @@ def test_stop_during_a_threaded_run_keeps_a_valid_registered_model(
     loaded, _ = load_checkpoint(best)
     assert loaded.info.provenance["epochs_run"] >= 1
     assert registry.resolve("stopped") == best.resolve()
-    bar = widget._controls.progress_bar
+    bar = widget.controls.progress_bar
     assert 0 < bar.value < bar.max
 
 
@@ -173,7 +173,7 @@ def test_closing_the_dock_stops_a_threaded_run_and_keeps_its_model(
     viewer = scan_viewer
     widget = dock(viewer, tmp_path, name="closed", synchronous=False, epochs=500)
     widget.train()
-    qtbot.waitUntil(lambda: len(widget._curve.points) >= 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget.curve.points) >= 1, timeout=60_000)
 
     viewer.window.remove_dock_widget(widget.native)
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
@@ -197,7 +197,7 @@ def test_single_rgb_image_trains_without_validation_and_says_so(make_napari_view
     assert any("only one labelled image" in m and "without validation" in m for m in shown["info"])
     assert any("no validation" in m for m in shown["info"])
     assert registry.resolve("single").is_file()
-    assert all(p.val_dice is None for p in widget._curve.points)
+    assert all(p.val_dice is None for p in widget.curve.points)
 
 
 def test_partially_labelled_stack_uses_only_the_painted_slices(make_napari_viewer, tmp_path, tiny_start, stack):
@@ -208,7 +208,8 @@ def test_partially_labelled_stack_uses_only_the_painted_slices(make_napari_viewe
     viewer.add_labels(label, name="stack labels")
     widget = dock(viewer, tmp_path)
 
-    request, notes = widget._read_request()
+    read = widget.form.read()
+    request, notes = read.request, read.notes
 
     assert [s.name for s in request.data.slices] == ["stack slice 0", "stack slice 2"]
     assert any("2 of 4 slices" in note and "skipped" in note for note in notes)
@@ -240,13 +241,13 @@ def test_form_problems_are_notified_and_start_nothing(
         data = {"mismatched": label[:48, :48], "empty": np.zeros_like(label), "all vessel": np.ones_like(label)}
         viewer.add_labels(data.get(case, label), name="labels")
     widget = dock(viewer, tmp_path, name=START if case == "name taken" else "tuned")
-    widget._controls.show_status("Training finished: 1 epoch(s) in 3 s on cpu.")  # the last run's
+    widget.controls.show_status("Training finished: 1 epoch(s) in 3 s on cpu.")  # the last run's
 
     widget.train()
 
     assert started == [] and not widget.running
     assert len(shown["error"]) == 1
-    assert widget._controls.status.value == f"Not started: {shown['error'][0]}"
+    assert widget.controls.status.value == f"Not started: {shown['error'][0]}"
     for part in expected:
         assert part in shown["error"][0]
     assert "Traceback" not in shown["error"][0]
@@ -261,7 +262,8 @@ def test_four_dimensional_layers_train_plane_by_plane(make_napari_viewer, tmp_pa
     viewer.add_labels(label, name="4d labels")
     widget = dock(viewer, tmp_path)
 
-    request, notes = widget._read_request()
+    read = widget.form.read()
+    request, notes = read.request, read.notes
 
     assert len(request.data.slices) == 4 and request.data.slices[3].name == "4d slice (1, 1)"
     assert any("4 dimensions" in note for note in notes)
@@ -275,7 +277,7 @@ def test_pair_rows_match_labels_by_shape_and_can_be_added_and_removed(make_napar
     viewer.add_labels(stack[1], name="a labels")
     viewer.add_image(stack[0][0], name="b")
     widget = dock(viewer, tmp_path, start=SCRATCH)
-    table = widget._pairs
+    table = widget.form.pairs
     table.rows[0].image.value = viewer.layers["a"]
     assert table.rows[0].label.value is viewer.layers["a labels"]
     assert not table.rows[0].remove_button.enabled
@@ -316,7 +318,7 @@ def test_augmentation_is_off_for_fine_tuning_and_on_from_scratch(make_napari_vie
 def test_the_augment_box_draws_upright_views(tmp_path, tiny_start, shown, scan_viewer, model_library):
     widget = dock(scan_viewer, tmp_path)
     widget.form["augment"].value = True
-    widget._controls.run_button.changed.emit(True)
+    widget.controls.run_button.changed.emit(True)
     assert shown["error"] == []
     recorded = recorded_settings(load_checkpoint(model_library / "tuned.safetensors")[0].info.provenance)
     assert recorded is not None and recorded.augment == FINE_TUNE_AUGMENT
@@ -337,7 +339,7 @@ def test_a_learning_rate_the_user_set_stays_even_where_it_equals_a_suggestion(ma
 def test_an_untouched_form_asks_for_the_cores_fine_tuning_defaults(scan_viewer, model_library):
     """The form's starting values and a request made without them come from one place in the core."""
     widget = TrainWidget(scan_viewer, synchronous=True)
-    request, _ = widget._read_request()
+    request = widget.form.read().request
     bare = TrainRequest(request.data, request.folder, request.name, request.init)
     for field in ("epochs", "batch_size", "lr", "augment"):
         assert getattr(request, field) == getattr(bare, field), field
@@ -389,7 +391,7 @@ def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(
     from napari_octanet.core.training import trainer
 
     widget = dock(scan_viewer, tmp_path, epochs=2)
-    bar = widget._controls.progress_bar
+    bar = widget.controls.progress_bar
     seen = []
 
     def stopped_by_the_user(train, val, settings, should_stop, provenance):
@@ -398,7 +400,7 @@ def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(
             yield trainer.TrainEvent("step", 1, 0, 2, step, steps, 0.5)
             seen.append(bar.value)
             if step == 3:
-                widget._controls.cancel()  # the user presses Stop during step 3
+                widget.controls.cancel()  # the user presses Stop during step 3
             if should_stop():
                 break
         yield trainer.TrainEvent("done", 1, 0, 2, message="training cancelled")
@@ -409,8 +411,8 @@ def test_the_bar_moves_per_step_and_a_stop_reads_where_it_stopped(
 
     assert seen == [1, 2, 3]
     assert (bar.value, bar.max) == (3, 4 * 3)  # 2 SCS + 1 SRS epochs of 4 steps
-    assert "stopped at step 3 of 12" in widget._controls.status.value
-    assert "no model was saved" in widget._controls.status.value
+    assert "stopped at step 3 of 12" in widget.controls.status.value
+    assert "no model was saved" in widget.controls.status.value
     assert not list(model_library.rglob("*.safetensors"))
     assert not list((model_library / WORK_FOLDER).iterdir()), "the run's empty working folder is removed"
 
@@ -428,7 +430,7 @@ def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
     corrections = viewer.layers["scan corrections"]
     corrections.data = stack[1]  # the user's corrected vessels
     widget = dock(viewer, tmp_path, name="from corrections")
-    assert widget._pairs.rows[0].label.value is corrections
+    assert widget.form.pairs.rows[0].label.value is corrections
 
     widget.train()
 
@@ -439,7 +441,7 @@ def test_fine_tuning_on_corrections_registers_a_model_a_new_process_lists(
     )
     assert "'from corrections'" in listed.stdout
     dock_runs = [run for run in runs if "tta" in run]  # (validation calls the core too)
-    assert segment._model.value == "from corrections" and len(dock_runs) == 2  # selected, and segmented again
+    assert segment.form["model"].value == "from corrections" and len(dock_runs) == 2  # selected, and segmented again
     assert any("before fine-tuning" in m for m in shown["info"])  # validation Dice before and after
 
 
@@ -451,7 +453,7 @@ def test_an_unedited_result_is_never_picked_and_training_on_it_is_refused(
     segmenting(viewer)
     result = viewer.layers["a vessels"]
     widget = dock(viewer, tmp_path)
-    row = widget._pairs.rows[0]
+    row = widget.form.pairs.rows[0]
     assert row.label.value is None, "the model's own output is not labels to learn from"
 
     row.label.value = result  # picked by hand
@@ -472,7 +474,7 @@ def test_the_newest_corrections_of_an_image_are_the_ones_used(make_napari_viewer
     segment = segmenting(viewer)
     segment.make_corrections_layer()  # 'Correct this result': a copy, on top of the layer list
     widget = dock(viewer, tmp_path)
-    row = widget._pairs.rows[0]
+    row = widget.form.pairs.rows[0]
     first = viewer.layers["scan corrections"]
     assert row.label.value is first
     painted_later = viewer.layers["scan vessels"]  # below the copy in the layer list, but painted after it
@@ -520,7 +522,7 @@ def test_a_narrow_labels_choice_shows_the_end_of_the_name(make_napari_viewer, tm
     for role in ("vessels", "corrections"):
         viewer.add_labels(stack[1][0], name=f"OCTA500_3M_val_1 {role}")
     widget = dock(viewer, tmp_path, start=SCRATCH)
-    combo = widget._pairs.rows[0].label
+    combo = widget.form.pairs.rows[0].label
     combo.native.setFixedSize(120, 24)
 
     looks = []
@@ -557,16 +559,78 @@ def test_a_closed_dock_is_freed(make_napari_viewer):
     assert closed() is None
 
 
-def test_validation_dice_leaves_out_slices_where_it_is_undefined(tiny_checkpoint):
-    """A held-out slice with an empty label and an empty mask (a blank slice) has no Dice: it must not
-    turn the reported validation Dice into NaN."""
-    from napari_octanet.core.synthetic import synthetic_octa
-    from napari_octanet.core.training.data import training_image
-    from napari_octanet.plugin._train_job import mean_val_dice
+def test_the_starting_model_is_scored_once_and_the_dice_shown_is_the_trainers(
+    monkeypatch, tmp_path, tiny_start, shown, scan_viewer, model_library
+):
+    """The trainer scores the starting model on the held-out slices; "before" and "after" are its figures."""
+    import torch
 
-    scan = training_image(*synthetic_octa(64, seed=1), name="scan")
-    blank = training_image(np.zeros((64, 64), np.float32), np.zeros((64, 64), np.uint8), name="blank")
-    alone = mean_val_dice(tiny_checkpoint, [scan], "cpu")
-    assert alone is not None and not np.isnan(alone)
-    assert mean_val_dice(tiny_checkpoint, [scan, blank], "cpu") == pytest.approx(alone)
-    assert mean_val_dice(tiny_checkpoint, [blank], "cpu") is None
+    from napari_octanet.core.training import trainer
+
+    start = load_checkpoint(tiny_start)[0].network.state_dict()
+    scored_the_start, results = [], []
+
+    def scoring(model, *args, **kwargs):
+        weights = getattr(model, "network", model).state_dict()  # a loaded checkpoint or a network
+        scored_the_start.append(
+            all(torch.equal(weights[key].cpu(), start[key].to(weights[key].dtype)) for key in start)
+        )
+        return real_segment(model, *args, **kwargs)
+
+    def keeping_the_result(*args, **kwargs):
+        results.append((yield from real_train(*args, **kwargs)))
+        return results[-1]
+
+    real_segment, real_train = inference.segment, trainer.iter_train
+    ours = [module for name, module in sys.modules.items() if name.startswith("napari_octanet.")]
+    for module in ours:  # wherever the core (or the dock) took the function in, however it is split up
+        if getattr(module, "segment", None) is real_segment:
+            monkeypatch.setattr(module, "segment", scoring)
+    monkeypatch.setattr(trainer, "iter_train", keeping_the_result)
+
+    dock(scan_viewer, tmp_path).train()
+
+    assert shown["error"] == []
+    (result,) = results
+    assert result.starting_dice is not None and result.best_dice is not None
+    assert scored_the_start.count(True) == 1
+    (message,) = [m for m in shown["info"] if "Training finished" in m]
+    assert (
+        f"validation Dice {result.best_dice:.3f} on 1 held-out slice(s), {result.starting_dice:.3f} before" in message
+    )
+    provenance = load_checkpoint(model_library / "tuned.safetensors")[0].info.provenance
+    assert provenance["val_dice_before"] == result.starting_dice
+
+
+@pytest.mark.parametrize(
+    ("scale", "pixel_size_um", "remark"),
+    [(9.87, 9.87, None), (1.0, None, None), (0.00987, None, "looks like mm per pixel")],
+    ids=["um", "unset", "mm"],
+)
+def test_an_image_layers_scale_in_um_is_its_training_pixel_size(
+    monkeypatch, make_napari_viewer, tmp_path, tiny_start, shown, stack, model_library, scale, pixel_size_um, remark
+):
+    """A scale in µm per pixel goes with the images to the trainer; napari's unset scale (1) means unknown,
+    silently; a scale set in mm means unknown too, and the dock says why."""
+    from napari_octanet.core.training import trainer
+
+    trained_on = []
+
+    def recording(train, val, settings, should_stop, provenance):
+        trained_on.extend(image.pixel_size_um for image in (*train, *val))
+        yield trainer.TrainEvent("done", 1, 0, 1, message="training cancelled")
+        return trainer.TrainResult(None, None, None, "cancelled", [], "cpu")
+
+    monkeypatch.setattr(trainer, "iter_train", recording)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="scan", scale=(1, scale, scale))
+    viewer.add_labels(stack[1], name="scan labels", scale=(1, scale, scale))
+
+    dock(viewer, tmp_path).train()
+
+    assert trained_on == [pixel_size_um] * 3
+    unknown = [m for m in shown["info"] if "pixel size unknown" in m]
+    if remark is None:
+        assert unknown == []
+    else:
+        assert len(unknown) == 1 and "'scan'" in unknown[0] and remark in unknown[0]

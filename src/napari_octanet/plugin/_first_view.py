@@ -39,7 +39,7 @@ class FitViewUntilMoved(QObject):
         return False
 
     def _camera_pose(self) -> CameraPose:
-        camera = _camera(self._viewer)
+        camera = camera_of(self._viewer)
         return tuple(camera.center), float(camera.zoom)
 
     def _on_canvas_resized(self) -> None:
@@ -54,7 +54,7 @@ class FitViewUntilMoved(QObject):
         self._viewer.canvas.events.size.disconnect(self._on_canvas_resized)
 
 
-def _camera(viewer: napari.viewer.Viewer) -> Camera:
+def camera_of(viewer: napari.viewer.Viewer) -> Camera:
     """napari 0.9 moved the camera into the scene; 0.5 to 0.8 have it on the viewer."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera

@@ -35,6 +35,8 @@ class SegmentRequest:
     batch_size: int
     #: Average the 8 rotations and flips (see the core's ``iter_segment``).
     tta: bool = False
+    #: The scan's pixel size in µm, or None where none is known (the core then segments it as it is).
+    pixel_size_um: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ def segment_job(request: SegmentRequest, cache: ModelCache = model_cache) -> Gen
     yield inference.Progress(0, 0, f"loading model {request.checkpoint.name} on {choice.device}")
     model = cache.get(request.checkpoint, choice.device)
     segmentation = yield from inference.iter_segment(
-        model, request.image, device=choice.device, batch_size=request.batch_size, rgb=request.rgb, tta=request.tta
+        model,
+        request.image,
+        device=choice.device,
+        batch_size=request.batch_size,
+        rgb=request.rgb,
+        tta=request.tta,
+        pixel_size_um=request.pixel_size_um,
     )
     return SegmentOutcome(segmentation, choice.reason, time.perf_counter() - started)

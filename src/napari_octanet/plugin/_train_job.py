@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from napari_octanet.core.training.data import TrainingData
+from napari_octanet.core.training.layers import TrainingData
 from napari_octanet.core.training.settings import (
     FINE_TUNE_AUGMENT,
     FINE_TUNE_BATCH_SIZE,
@@ -106,15 +104,14 @@ class TrainProgress:
 
 @dataclass(frozen=True)
 class TrainOutcome:
+    """The trainer's result (with its validation Dice of the starting model and of the best one), and the run's."""
+
     result: TrainResult
     n_train: int
     n_val: int
     seconds: float
     #: The model's file in the library; None when no epoch finished (nothing worth keeping).
     model_path: Path | None = None
-    #: Mean validation Dice (Otsu) of the starting model and of the saved one on the held-out slices.
-    val_dice_before: float | None = None
-    val_dice_after: float | None = None
 
 
 def samples_per_epoch(train: Sequence[TrainingImage], batch_size: int, crop_size: int) -> int:
@@ -167,24 +164,6 @@ def relay(events: Generator[E, None, R], convert: Callable[[E], P]) -> Generator
         events.close()
 
 
-def mean_val_dice(checkpoint: Path, val: Sequence[TrainingImage], device: str) -> float | None:
-    """Mean Dice (Otsu, the paper's protocol) of a checkpoint on the held-out images; None without any
-    image where Dice is defined."""
-    if not val:
-        return None
-    from napari_octanet.core.checkpoint import load_model
-    from napari_octanet.core.inference import segment
-    from napari_octanet.core.metrics import evaluate_image
-
-    model = load_model(checkpoint, "cpu" if device == "auto" else device)
-    scores = [
-        evaluate_image(segment(model, image.image, batch_size=1, prescaled=True).fine, image.label)["dice"]
-        for image in val
-    ]
-    defined = [score for score in scores if not np.isnan(score)]  # Dice is undefined where label and mask are empty
-    return float(np.mean(defined)) if defined else None
-
-
 def keep_best(request: TrainRequest, provenance: dict[str, Any]) -> Path | None:
     """The run's best model, if an epoch finished, into the library (float16, a unique name); the working
     folder is removed either way."""
@@ -208,15 +187,23 @@ def train_job(request: TrainRequest, should_stop: Callable[[], bool]) -> Generat
 
 
 def _train(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[TrainProgress, None, TrainOutcome]:
-    """Build the training images, hold out the validation ones, run the core's two-stage trainer, keep the best."""
-    from napari_octanet.core.registry import registry
+    """Build the training images, hold out the validation ones, run the core's two-stage trainer, keep the best.
+
+    The trainer scores the starting model and every epoch on the held-out images itself: the dock's
+    "before" and "after" are its figures, so no model is scored twice.
+    """
     from napari_octanet.core.training.data import split_train_val, training_image
     from napari_octanet.core.training.trainer import iter_train
 
     started = time.perf_counter()
     slices = request.data.slices
     yield TrainProgress(0, 0, f"Preparing {len(slices)} training image(s)…")
-    images = [training_image(s.image, s.label, centerline=s.centerline, name=s.name, group=s.group) for s in slices]
+    images = [
+        training_image(
+            s.image, s.label, centerline=s.centerline, name=s.name, group=s.group, pixel_size_um=s.pixel_size_um
+        )
+        for s in slices
+    ]
     train, val = split_train_val(images, request.val_fraction, request.seed)
     crop_size = request.data.crop_size
     settings = TrainSettings(
@@ -239,16 +226,11 @@ def _train(request: TrainRequest, should_stop: Callable[[], bool]) -> Generator[
         "training_images": [image.name for image in train],
         "validation_images": [image.name for image in val],
     }
-    before = None
-    if request.init is not None and val:
-        yield TrainProgress(0, 0, "Scoring the starting model on the validation images…")
-        before = mean_val_dice(registry.resolve(request.init), val, request.device)
     steps = max(settings.samples_per_epoch or 0, request.batch_size) // request.batch_size
     events = iter_train(train, val, settings, should_stop=should_stop, provenance=provenance)
     result = yield from relay(events, lambda event: progress_of(event, request.stage_epochs, steps))
-    model_path = keep_best(request, {"val_dice_before": before})
-    after = mean_val_dice(model_path, val, request.device) if model_path is not None else None
-    return TrainOutcome(result, len(train), len(val), time.perf_counter() - started, model_path, before, after)
+    model_path = keep_best(request, {"val_dice_before": result.starting_dice})
+    return TrainOutcome(result, len(train), len(val), time.perf_counter() - started, model_path)
 
 
 __all__ = ["TrainOutcome", "TrainProgress", "TrainRequest", "progress_of", "samples_per_epoch", "train_job"]

@@ -5,8 +5,9 @@ A thin adapter over :mod:`napari_octanet.core.measure`. *Find FAZ* adds an edita
 included), finding the FAZ first where there is none; results fill the table, the vessel layer's
 ``features`` (label 1, whole scan) and an ``ETDRS rings`` Shapes layer. A FAZ layer the user
 edited is never overwritten: finding the FAZ again then adds a new layer. A stack is measured
-slice by slice: one table row per slice and region (a ``slice`` column), a FAZ stack, rings on
-every slice.
+slice by slice: one table column per slice and region (the CSV: one row each, with a ``slice``
+column), a FAZ stack, rings on every slice. The pixel size is the vessel (or scan) layer's scale
+where it states one, else the pixel-size field the docks share (:mod:`._pixel_size`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, RadioButtons, Table
+from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils import notifications
 
@@ -29,20 +30,19 @@ from napari_octanet.core.measure import (
     ScanMeasures,
     find_faz,
     iter_measure,
-    pixel_size_from_fov,
-    pixel_size_from_layer_scale,
     write_csv,
 )
 
 from ._combos import narrow
 from ._layers import TAG, is_output
+from ._measure_table import fill, measures_table
+from ._pixel_size import PixelSize, PixelSizeField
 from ._scrolling import ScrollingDock
 from ._workers import FormError, JobControls, describe_failure, notify_failure
 
 if TYPE_CHECKING:
     import napari
 
-FOV, SCALE, PIXELS = "fov", "scale", "pixels"
 FAZ_ROLE, RINGS_ROLE = "faz", "etdrs rings"
 SCAN_TIP = (
     "The grey OCTA scan the vessel mask was made from, needed to find the FAZ: without it Measure leaves "
@@ -111,20 +111,8 @@ class MeasureWidget(ScrollingDock):
             nullable=True,
             tooltip=SCAN_TIP,
         )
-        self._pixel_size = RadioButtons(
-            name="pixel_size",
-            choices=[("field of view (mm)", FOV), ("layer scale (µm/px)", SCALE), ("none: pixels", PIXELS)],
-            value=FOV,
-            tooltip="Where the pixel size comes from; without one every measure is in pixels",
-        )
-        self._fov = FloatSpinBox(
-            name="fov_mm",
-            value=3.0,
-            min=0.1,
-            max=30.0,
-            step=0.5,
-            tooltip="Width of the scan in mm: 3 for OCTA-500 3M and ROSE, 6 for OCTA-500 6M",
-        )
+        #: The viewer's shared pixel size, for layers whose scale states none.
+        self.pixel_size = PixelSizeField(viewer)
         for combo in (self._vessels, self._scan):
             narrow(combo)
         self._find_button = PushButton(text="Find FAZ", tooltip="Add an editable '<image> FAZ' Labels layer")
@@ -134,15 +122,21 @@ class MeasureWidget(ScrollingDock):
             "Measure the vessel layer (and the FAZ layer, as you corrected it) in the whole scan and ETDRS rings",
             synchronous=synchronous,
         )
-        self.table = Table(name="measures")
-        self.form = Container(widgets=[self._vessels, self._scan, self._pixel_size, self._fov, self._find_button])
+        #: The last measures: a row per measure, a column per region (and slice).
+        self.table = measures_table()
+        #: The settings, by name: vessels, scan, pixel_size, pixel_size_note.
+        self.form = Container(
+            widgets=[self._vessels, self._scan, self.pixel_size.spin_box, self.pixel_size.note, self._find_button]
+        )
         super().__init__(Container(widgets=[self.form, self.controls, self.table, self._export_button], labels=False))
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.form.reset_choices)
             event.connect(lambda: self._suggest_scan(replace=False))
         self._vessels.changed.connect(lambda: self._suggest_scan(replace=True))
+        for choice in (self._vessels, self._scan):
+            choice.changed.connect(self._show_pixel_size_source)
         self._suggest_scan(replace=False)
-        self._pixel_size.changed.connect(lambda value: setattr(self._fov, "enabled", value == FOV))
+        self._show_pixel_size_source()
         self._find_button.changed.connect(self.find_faz)
         self.controls.run_button.changed.connect(self.measure)
         self._export_button.changed.connect(self._ask_and_export)
@@ -164,6 +158,9 @@ class MeasureWidget(ScrollingDock):
         scan = self._scan_of(self._vessels.value)
         if scan is not None and (replace or self._scan.value is None):
             self._scan.value = scan
+
+    def _show_pixel_size_source(self) -> None:
+        self.pixel_size.show_source(self._vessels.value, self._scan.value)
 
     def _scan_of(self, vessels: Labels | None) -> Image | None:
         """The image the mask was made from (its tag names it), else the only input image that fits it."""
@@ -203,12 +200,10 @@ class MeasureWidget(ScrollingDock):
             )
         return np.array(scan.data, dtype=np.float64)
 
-    def _pixel_size_um(self, vessels: Labels) -> float | None:
-        if self._pixel_size.value == PIXELS:
-            return None
-        if self._pixel_size.value == SCALE:
-            return pixel_size_from_layer_scale(float(vessels.scale[-1]))
-        return pixel_size_from_fov(float(self._fov.value), vessels.data.shape[-1])
+    def _pixel_size(self, vessels: Labels) -> PixelSize:
+        """The vessel layer's pixel size, else the scan's, else the field's (see :mod:`._pixel_size`)."""
+        self._show_pixel_size_source()
+        return self.pixel_size.for_layers(vessels, self._scan.value)
 
     def _faz_layer(self, vessels: Labels) -> Labels | None:
         """The newest FAZ layer made for this vessel layer (the user's corrections included)."""
@@ -226,7 +221,7 @@ class MeasureWidget(ScrollingDock):
         """Find the FAZ now (a fraction of a second) and show it as an editable Labels layer."""
         try:
             vessels = self._vessel_layer()
-            scan, pixel_size = self._scan_pixels(vessels), self._pixel_size_um(vessels)
+            scan, pixel_size = self._scan_pixels(vessels), self._pixel_size(vessels).um
             mask = np.asarray(vessels.data) != 0  # nonzero = vessel, as in the core (measure.as_mask)
             found = [find_faz(_plane(mask, i), _plane(scan, i), pixel_size) for i in range(_depth(mask))]
         except ValueError as error:
@@ -244,14 +239,15 @@ class MeasureWidget(ScrollingDock):
     def measure(self) -> None:
         try:
             vessels = self._vessel_layer()
-            request = self._request(vessels)
+            pixel_size = self._pixel_size(vessels)
+            request = self._request(vessels, pixel_size.um)
         except ValueError as error:
             self._refuse(error)
             return
         self._source_name = (self._scan.value or vessels).name
         self.controls.start(
             iter_measure(request.jobs()),
-            on_result=lambda measures: self._on_measured(vessels, measures),
+            on_result=lambda measures: self._on_measured(vessels, pixel_size, measures),
             on_error=self._on_failed,
         )
 
@@ -261,16 +257,16 @@ class MeasureWidget(ScrollingDock):
         notifications.show_error(str(error))
         self.controls.show_status(f"Not started: {error}")
 
-    def _request(self, vessels: Labels) -> MeasureRequest:
+    def _request(self, vessels: Labels, pixel_size_um: float | None) -> MeasureRequest:
         scan = self._scan_pixels(vessels)
         faz_layer = self._faz_layer(vessels)
         faz: FazSource = np.array(faz_layer.data) if faz_layer else ("find" if scan is not None else None)
-        return MeasureRequest(np.array(vessels.data) != 0, scan, self._pixel_size_um(vessels), faz)
+        return MeasureRequest(np.array(vessels.data) != 0, scan, pixel_size_um, faz)
 
-    def _on_measured(self, vessels: Labels, measures: list[ScanMeasures]) -> None:
+    def _on_measured(self, vessels: Labels, pixel_size: PixelSize, measures: list[ScanMeasures]) -> None:
         self._measures = measures
-        rows = self._rows()
-        self.table.value = {name: [row.get(name) for row in rows] for name in rows[0]}
+        rows = self.rows()
+        fill(self.table, rows)
         if len(measures) == 1:
             vessels.features = {name: [value] for name, value in {"index": 1, **rows[0]}.items()}
         faz_masks = [m.faz_mask for m in measures]
@@ -283,11 +279,12 @@ class MeasureWidget(ScrollingDock):
             where = f"slice {index}: " if len(measures) > 1 else ""
             for note in scan_measures.notes:
                 notifications.show_warning(where + note)
-        # The status line is short; the tooltip names the layer.
-        self.controls.show_status(f"Measured {len(rows)} region(s).", tooltip=f"Measured {vessels.name!r}.")
+        # The status line names no layer, which could widen the dock; the tooltip does.
+        summary = f"Measured {len(rows)} region(s); {pixel_size.describe()}."
+        self.controls.show_status(summary, tooltip=f"{summary} Layer {vessels.name!r}.")
 
-    def _rows(self) -> list[dict[str, object]]:
-        """The table: one row per region (and slice, for a stack)."""
+    def rows(self) -> list[dict[str, object]]:
+        """The last measures as the CSV has them: one row per region (and slice, for a stack); none before."""
         if self._measures is None:
             return []
         if len(self._measures) == 1:
@@ -370,7 +367,7 @@ class MeasureWidget(ScrollingDock):
             )
             return False
         try:
-            write_csv(self._rows(), path)
+            write_csv(self.rows(), path)
         except (ValueError, OSError) as error:
             notifications.show_error(f"Export failed: {error}")
             return False

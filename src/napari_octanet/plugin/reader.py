@@ -7,7 +7,9 @@ it sits beside its image "<stem>" without a clash), and a damaged file is left t
 A dataset folder becomes, per group (e.g. ``ROSE-1/SVC/test``), one Image layer holding its
 images as a stack, and one Labels layer per label folder present (``gt``, ``thick_gt``, ...),
 aligned slice for slice; ``metadata["files"]`` lists each layer's files in stack order. Images
-of different sizes are never resized: each size gets its own layers.
+of different sizes are never resized: each size gets its own layers. Where a path's folders state
+the field of view (OCTA-500's 3M and 6M sets), each layer's scale is its pixel size in µm, which the
+docks then use (see :mod:`._pixel_size`); elsewhere napari's default scale states none.
 
 Core modules are imported inside the functions, so napari starts without loading them.
 """
@@ -97,11 +99,11 @@ def read_image_file(path: str) -> list[LayerData]:
     from napari_octanet.core.imageio import read_image, read_label
 
     file = Path(path)
-    metadata = {"files": [str(path)]}
     if file.parent.name.lower() in LABEL_FOLDERS:
         label = read_label(file).astype(np.uint8)
-        return [(label, {"name": f"{file.stem} labels", "metadata": metadata}, "labels")]
-    return [(read_image(file), {"name": file.stem, "metadata": metadata}, "image")]
+        return [(label, _file_meta(file, f"{file.stem} labels", label.shape), "labels")]
+    image = read_image(file)
+    return [(image, _file_meta(file, file.stem, image.shape), "image")]
 
 
 def read_tiff_stack(path: str) -> list[LayerData]:
@@ -109,7 +111,23 @@ def read_tiff_stack(path: str) -> list[LayerData]:
     import tifffile
 
     stack = np.squeeze(tifffile.imread(path))
-    return [(stack, {"name": Path(path).stem, "metadata": {"files": [str(path)]}}, "image")]
+    return [(stack, _file_meta(Path(path), Path(path).stem, stack.shape), "image")]
+
+
+def _file_meta(file: Path, name: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"name": name, "metadata": {"files": [str(file)]}, **_scale(file, shape)}
+
+
+def _scale(path: str | Path, shape: tuple[int, ...]) -> dict[str, tuple[float, ...]]:
+    """``{"scale": ...}`` in µm per pixel (1 along a stack's slices) where the path's folders state the pixel
+    size of an image of this shape, else nothing (napari's default scale: no pixel size known)."""
+    from napari_octanet.core.scale import pixel_size_of_path
+
+    try:
+        pixel_size_um = pixel_size_of_path(path, shape[-1])
+    except ValueError:  # an image far too narrow for the stated field of view: no plausible pixel size
+        return {}
+    return {} if pixel_size_um is None else {"scale": (1.0,) * (len(shape) - 2) + (pixel_size_um, pixel_size_um)}
 
 
 def read_dataset_folder(path: str) -> list[LayerData]:
@@ -138,22 +156,27 @@ def _group_layers(group: str, layout: str, samples: list[Sample]) -> list[LayerD
         name = group.replace("/", " ")
         if len(by_size) > 1:
             name += f" {shape[0]}x{shape[1]}"
-        images = [image for _, image, _ in members]
+        images = _stack([image for _, image, _ in members])
         files = [str(sample.image) for sample, _, _ in members]
-        layers.append((_stack(images), {"name": name, "metadata": {"files": files, "layout": layout}}, "image"))
-        layers += _label_layers(name, members)
+        scale = _scale(files[0], images.shape)
+        layers.append((images, {"name": name, "metadata": {"files": files, "layout": layout}, **scale}, "image"))
+        layers += _label_layers(name, members, scale)
     return layers
 
 
-def _label_layers(name: str, members: list[tuple[Sample, np.ndarray, dict[Path, np.ndarray]]]) -> list[LayerData]:
-    """One Labels layer (0/1, uint8) per label folder, named after the folder, e.g. ``thick_gt``."""
+def _label_layers(
+    name: str, members: list[tuple[Sample, np.ndarray, dict[Path, np.ndarray]]], scale: dict[str, tuple[float, ...]]
+) -> list[LayerData]:
+    """One Labels layer (0/1, uint8) per label folder, named after the folder, e.g. ``thick_gt``, at its images'
+    ``scale``."""
     folders_per_sample = [_label_folders(sample) for sample, _, _ in members]
     layers = []
     for folder, (_, roles) in folders_per_sample[0].items():
         paths = [folders[folder][0] for folders in folders_per_sample]
         masks = [labels[path] for (_, _, labels), path in zip(members, paths, strict=True)]
         metadata = {"files": [str(p) for p in paths], "label_folder": folder, "roles": roles}
-        layers.append((_stack(masks).astype(np.uint8), {"name": f"{name} {folder}", "metadata": metadata}, "labels"))
+        meta = {"name": f"{name} {folder}", "metadata": metadata, **scale}
+        layers.append((_stack(masks).astype(np.uint8), meta, "labels"))
     return layers
 
 
