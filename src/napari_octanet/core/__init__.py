@@ -27,6 +27,7 @@ _SUBMODULES = (
     "network",
     "preprocess",
     "progress",
+    "quality",
     "registry",
     "scale",
     "synthetic",
