@@ -58,13 +58,13 @@ def pixel_size_from_layer_scale(scale: float) -> float:
         raise ValueError(
             "the layer's scale is 1, napari's default when no scale was set, so it gives no pixel size: "
             "set the layer's scale in µm per pixel (e.g. 9.87 for a 3 mm scan of 304 px), "
-            "or give the field of view in mm instead"
+            "or type the pixel size into the dock's µm per pixel field instead"
         )
     if _is_number_in(scale, 0.0, MIN_PIXEL_UM):
         raise ValueError(
             f"the layer's scale {scale:.3g} looks like mm per pixel, since {TYPICAL_OCTA_PIXELS}: set the "
             f"layer's scale in µm per pixel ({1000 * scale:.3g} if {scale:.3g} is mm), "
-            "or give the field of view in mm instead"
+            "or type the pixel size into the dock's µm per pixel field instead"
         )
     return check_pixel_size(scale)  # type: ignore[return-value]
 
