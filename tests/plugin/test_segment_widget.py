@@ -6,6 +6,7 @@ test and the worker test, which use real threads. The network is the tiny one on
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,8 @@ def test_2d_image_gives_probability_and_vessel_layers_in_place(make_napari_viewe
         np.testing.assert_allclose(layer.scale, (0.5, 0.25))
         np.testing.assert_allclose(layer.translate, (3.0, 4.0))
     assert "Done" in widget.controls.status.value and "cpu" in widget.controls.status.value
+    assert re.search(r"Confidence [01]\.\d\d[;,]", widget.controls.status.value)  # the core's check, in the worker
+    assert widget.queue.isHidden()  # one 2D scan: nothing to sort
     assert widget.controls.run_button.enabled and not widget.controls.cancel_button.enabled
 
 
@@ -532,6 +535,9 @@ def test_save_results_writes_as_octanet_segment_does_and_asks_before_replacing(
     record = json.loads((out / "scan_segment.json").read_text())
     assert record["pixel_size_um"] == pytest.approx(UM_PER_PIXEL) and record["speck_size"] == 3
     assert record["threshold"] == "otsu" and record["model"] == str(registered_tiny.path.resolve())
+    scans = [record] if len(shape) == 2 else record["slices"]  # a stack's confidence and flags per slice
+    assert len(scans) == (shape[0] if len(shape) > 2 else 1)
+    assert all(0 <= scan["confidence"] <= 1 and isinstance(scan["flags"], list) for scan in scans)
     assert answers == [] and "scan_segment.json" in widget.controls.status.value
 
     (out / mask_name).write_bytes(b"kept")

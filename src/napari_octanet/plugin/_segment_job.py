@@ -1,4 +1,5 @@
-"""The segmentation job the widget runs in a worker: load (or reuse) the model, then the core's inference.
+"""The segmentation job the widget runs in a worker: load (or reuse) the model, the core's inference, then
+each slice's confidence and artefact flags (the core's quality checks, which cost a few % of the inference).
 
 No Qt and no layers here. torch is imported only inside the functions, which run in the worker,
 so importing the widget (and opening napari) stays fast.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from napari_octanet.core.checkpoint import LoadedModel
     from napari_octanet.core.inference import Segmentation
     from napari_octanet.core.progress import Progress
+    from napari_octanet.core.quality import ScanQuality
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class SegmentOutcome:
     #: Why this device ran the job (the core's words, e.g. "auto: no CUDA or MPS device found").
     device_reason: str
     seconds: float
+    #: One per slice (one for a 2D or RGB scan): the confidence and the artefact flags.
+    qualities: tuple[ScanQuality, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,9 @@ model_cache = ModelCache()
 
 
 def segment_job(request: SegmentRequest, cache: ModelCache = model_cache) -> Generator[Progress, None, SegmentOutcome]:
-    """Resolve the device, load the model (or reuse it), then run the core's slice-batch inference."""
-    from napari_octanet.core import inference
+    """Resolve the device, load the model (or reuse it), run the core's slice-batch inference, then assess each
+    slice with the model's own calibration (a malformed one fails the run with the core's one line)."""
+    from napari_octanet.core import inference, quality
     from napari_octanet.core.devices import resolve_device
 
     started = time.perf_counter()
@@ -125,4 +130,5 @@ def segment_job(request: SegmentRequest, cache: ModelCache = model_cache) -> Gen
         tta=request.tta,
         pixel_size_um=request.pixel_size_um,
     )
-    return SegmentOutcome(segmentation, choice.reason, time.perf_counter() - started)
+    qualities = quality.assess(segmentation, request.image, quality.model_calibration(model.info.provenance))
+    return SegmentOutcome(segmentation, choice.reason, time.perf_counter() - started, tuple(qualities))

@@ -3,7 +3,8 @@
 Into the folder the user picks go ``NAME_probability.tif`` (float32), ``NAME_vessels.png`` (0/255;
 a stack: ``NAME_vessels.tif``) and ``NAME_segment.json``, the core's record of how they were made
 (the model by content, threshold, speck size, TTA, pixel size, and the source file where the layer
-was read from one), NAME being the image layer's. The dock asks before replacing a file.
+was read from one) with the scan's confidence and flags (a stack's: per slice, under ``slices``),
+NAME being the image layer's. The dock asks before replacing a file.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def save_result(result: SegmentResult, folder: Path) -> ResultPaths:
 
 
 def _record(result: SegmentResult) -> Mapping[str, object]:
-    """The core's result record; a layer read from no file (an array, a stack of many files) has no source."""
+    """The core's result record and the scan's quality; a layer read from no file (an array, a stack of many
+    files) has no source."""
     from napari_octanet.core.batch import BatchOptions, result_record, result_settings
     from napari_octanet.core.batch.records import PIXEL_SIZE_KEY
 
@@ -62,5 +64,14 @@ def _record(result: SegmentResult) -> Mapping[str, object]:
     settings = result_settings(options, result.threshold, made.checkpoint)
     pixel_size_um = result.segmentation.pixel_size_um
     if made.source is not None and made.source.is_file():
-        return result_record(made.source, settings, pixel_size_um)
-    return {**settings, PIXEL_SIZE_KEY: pixel_size_um}
+        return {**result_record(made.source, settings, pixel_size_um), **_quality_record(result)}
+    return {**settings, PIXEL_SIZE_KEY: pixel_size_um, **_quality_record(result)}
+
+
+def _quality_record(result: SegmentResult) -> dict[str, object]:
+    """A scan's ``confidence`` and ``flags`` as ``octanet segment`` records them; a stack's per slice."""
+    if not result.qualities:
+        return {}
+    if not result.is_stack:
+        return result.qualities[0].to_dict()
+    return {"slices": [quality.to_dict() for quality in result.qualities]}

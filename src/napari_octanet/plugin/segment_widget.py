@@ -4,7 +4,8 @@ A thin adapter: the form (:mod:`._segment_form`) is read into a request on the G
 pixels copied, the pixel size taken from the layer's scale or the shared field), the core's
 inference runs in a worker (:mod:`._segment_job`, :mod:`._workers`), and the result comes back to
 the GUI thread, where it is kept and written into output layers tied to the source layer
-(:mod:`._segment_results`). This module wires them together and reports each run.
+(:mod:`._segment_results`), and its slices' confidence and flags join the review queue
+(:mod:`._review_queue`). This module wires them together and reports each run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ._dock_lifetime import DockEvents
 from ._first_view import FitViewUntilMoved
 from ._layers import Placement
 from ._model_choice import ModelListener, TrainedModel
+from ._review_queue import ReviewEntry, ReviewQueue, entries_of, go_to_slice, quality_summary, show_only, shown_slice
 from ._scrolling import ScrollingDock
 from ._segment_form import ReadForm, SegmentForm
 from ._segment_job import DeviceReport, SegmentOutcome, probe_devices, segment_job
@@ -56,6 +58,9 @@ class SegmentWidget(ScrollingDock):
         )
         self._results = ResultLayers(viewer, self.form.otsu_info)
         super().__init__(Container(widgets=[self.form.container, self.controls], labels=False))
+        #: The slices and layers segmented here, flagged first, then least confident first.
+        self.queue = ReviewQueue(self.go_to)
+        self.body.native.layout().addWidget(self.queue)
         self._connect(viewer)
         self._models = ModelListener(self.native, self.form.model, self._on_model_registered, self._on_model_trained)
         self._probe = self._start_device_probe(synchronous)
@@ -69,7 +74,7 @@ class SegmentWidget(ScrollingDock):
         form = self.form
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(form.image.reset_choices)
-        viewer.layers.events.removed.connect(self._results.forget_if_its_image_was_removed)
+        viewer.layers.events.removed.connect(self._forget_removed_images)
         for setting in (form.threshold, form.level, form.specks):
             setting.changed.connect(lambda: self._results.apply_mask_rule(*form.mask_rule()))
         form.coarse.changed.connect(lambda show: self._results.show_coarse() if show else None)
@@ -143,8 +148,10 @@ class SegmentWidget(ScrollingDock):
             self.controls.show_status(f"{placement.source_name!r} was removed; its result was discarded.")
             return
         threshold, speck_size = self.form.mask_rule()
-        result = SegmentResult(placement, outcome.segmentation, threshold, speck_size, read.made_with)
+        made_with, qualities = read.made_with, outcome.qualities
+        result = SegmentResult(placement, outcome.segmentation, threshold, speck_size, made_with, qualities)
         self._results.show(result, coarse=bool(self.form.coarse.value))
+        self._list_for_review()
         self._report(placement.source_name, read, outcome)
 
     def _on_failed(self, error: Exception) -> None:
@@ -161,20 +168,52 @@ class SegmentWidget(ScrollingDock):
             notifications.show_warning(f"Segmentation of {layer_name!r}: {note}")
         summary = (
             f"Done in {outcome.seconds:.1f} s with {read.model_name} on {segmentation.device} in "
-            f"{segmentation.precision} ({outcome.device_reason}); {read.pixel_size.describe()}."
+            f"{segmentation.precision} ({outcome.device_reason}); {read.pixel_size.describe()}. "
+            f"{quality_summary(outcome.qualities)}"
         )
-        self.controls.show_status(summary + "".join(f" Note: {note}." for note in notes))
+        self.controls.show_status(summary.rstrip() + "".join(f" Note: {note}." for note in notes))
+
+    # -- the review queue ---------------------------------------------------------------------
+
+    def _list_for_review(self) -> None:
+        """Every kept result's slices (or scan) in the queue, which shows when there is more than one."""
+        self.queue.show_entries(
+            entry
+            for result in self._results.kept
+            for entry in entries_of(result.placement, result.qualities, stack=result.is_stack)
+        )
+
+    def _forget_removed_images(self) -> None:
+        self._results.forget_if_its_image_was_removed()
+        self._list_for_review()
+
+    def go_to(self, entry: ReviewEntry) -> None:
+        """Make the entry's result the current one (and its image the one to segment) and show it: the stack at
+        that slice, or the layer with its mask, the other queued scans hidden."""
+        self._results.choose(entry.source_id)
+        image = next((layer for layer in self.form.image_layers() if str(layer.unique_id) == entry.source_id), None)
+        if image is not None:
+            self.form.image.value = image
+        queued = [result.placement.source_id for result in self._results.kept]
+        if len(queued) > 1:
+            show_only(self._viewer, entry.source_id, queued)
+        if entry.slice_index is not None:
+            go_to_slice(self._viewer, entry.placement, entry.slice_index)
 
     # -- corrections and saving ---------------------------------------------------------------
 
     def make_corrections_layer(self) -> None:
-        """An editable copy of the current mask to paint on; an existing corrections layer is never replaced."""
-        self._results.make_corrections_layer()
+        """An editable copy of the current mask to paint on (of a stack, the slice shown); an existing corrections
+        layer is never replaced."""
+        current, slice_index = self._results.current, None
+        if current is not None and current.is_stack:
+            slice_index = shown_slice(self._viewer, current.placement, len(current.segmentation.fine))
+        self._results.make_corrections_layer(slice_index)
 
     def _ask_folder_and_save(self) -> None:
         from qtpy.QtWidgets import QFileDialog
 
-        if self._results.last is None:
+        if self._results.current is None:
             notifications.show_error("Segment an image first: Save results writes its vessel mask and probability.")
             return
         folder = QFileDialog.getExistingDirectory(self.native, "Save the vessel mask and probability into")
@@ -182,10 +221,10 @@ class SegmentWidget(ScrollingDock):
             self.save_results(Path(folder))
 
     def save_results(self, folder: Path) -> list[Path]:
-        """Write the last result's probability map, mask and record into ``folder`` as ``octanet segment`` does
+        """Write the current result's probability map, mask and record into ``folder`` as ``octanet segment`` does
         (:mod:`._segment_save`); files that exist are replaced only if the user says so. Returns the paths
         written (none if declined)."""
-        result = self._results.last
+        result = self._results.current
         if result is None:
             notifications.show_error("Segment an image first: Save results writes its vessel mask and probability.")
             return []
