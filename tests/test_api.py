@@ -49,6 +49,23 @@ def test_segment_gives_the_maps_the_mask_and_notes(tiny_checkpoint: Path) -> Non
     np.testing.assert_array_equal(fixed.mask, fixed.probability > 0.5)
 
 
+def test_segment_says_how_far_to_trust_each_scan_as_the_core_does(tiny_checkpoint: Path) -> None:
+    from napari_octanet.core.quality import assess, model_calibration
+
+    model = octanet.load_model(tiny_checkpoint, device="cpu")
+    image, _ = synthetic_octa(64, seed=0)
+    result = octanet.segment(image, model=model, device="cpu")
+    (expected,) = assess(result, image, model_calibration(model.info.provenance))
+    assert isinstance(result.confidence, float) and result.confidence == expected.confidence
+    assert result.flags == expected.flags and "low_signal" in [flag.name for flag in result.flags]
+
+    stack = np.stack([image, np.zeros_like(image)])
+    both = octanet.segment(stack, model=model, device="cpu")
+    assert isinstance(both.confidence, list) and both.confidence[0] == expected.confidence
+    assert both.confidence[1] == 0.0 and [flag.name for flag in both.flags[1]] == ["featureless"]
+    assert both.flags[0] == expected.flags
+
+
 def test_measure_gives_the_whole_scan_row_of_the_csv(tmp_path: Path) -> None:
     from napari_octanet.cli import main
 
@@ -62,7 +79,8 @@ def test_measure_gives_the_whole_scan_row_of_the_csv(tmp_path: Path) -> None:
     assert main([*command, "--pixel-size", "9.87", "--out", str(out)]) == 0
     with out.open(newline="") as file:
         whole = next(csv.DictReader(file))
-    assert list(whole) == ["file", *row]
+    assert list(whole) == ["file", "confidence", "flags", *row]
+    assert whole["confidence"] == whole["flags"] == "", "a mask without a record of segment: unknown"
     assert all(whole[key] == ("" if value is None else str(value)) for key, value in row.items())
     assert octanet.measure(label)["units"] == "px" and "faz_area_px2" not in octanet.measure(label)
 

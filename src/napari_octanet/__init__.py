@@ -6,7 +6,7 @@ The Python API, for scripts and notebooks::
 
     model = octanet.load_model("default")
     result = octanet.segment(image, model=model, pixel_size_um=9.87)
-    result.mask, result.probability, result.notes
+    result.mask, result.probability, result.notes, result.confidence, result.flags
     row = octanet.measure(result.mask, pixel_size_um=9.87)
     octanet.segment_folder("scans/", "results/", pixel_size_um=9.87)
 
@@ -45,8 +45,12 @@ def segment(
     image: np.ndarray, model: LoadedModel | None = None, pixel_size_um: float | None = None, **options: Any
 ) -> SegmentedScan:
     """Segment a 2D scan (or an (N, H, W) stack): the maps (``.probability``, the fine map, and ``.pixel``,
-    ``.centerline``), the vessel mask (``.mask``, thresholded as ``octanet segment`` does by default) and
-    ``.notes`` on what was done.
+    ``.centerline``), the vessel mask (``.mask``, thresholded as ``octanet segment`` does by default),
+    ``.notes`` on what was done, and which scans to check first, as ``octanet segment`` records them:
+    ``.confidence``, the mask's predicted Dice in [0, 1], and ``.flags``, the artefacts found in the scan
+    (motion, blink, low signal, featureless: each a ``Flag`` with ``.name`` and ``.reason``), computed by
+    ``core.quality.assess`` with the model's own calibration (docs/confidence.md). For a stack both are
+    lists, one item per slice. A featureless scan gets confidence 0.0 and the flag ``featureless``.
 
     ``model``: from :func:`load_model` (None: the default model, loaded for this call). ``pixel_size_um``:
     the scan's µm per pixel, so that a scan outside the model's working range is resampled to it and
@@ -55,7 +59,7 @@ def segment(
     """
     from .core.batch.scan import segment_scan
 
-    return segment_scan(model or load_model(), image, pixel_size_um=pixel_size_um, **options)
+    return segment_scan(model or load_model(), image, pixel_size_um=pixel_size_um, assess_quality=True, **options)
 
 
 def measure(mask: np.ndarray, pixel_size_um: float | None = None, scan: np.ndarray | None = None) -> dict[str, object]:
@@ -76,7 +80,8 @@ def segment_folder(
 ) -> BatchReport:
     """Segment the scans that ``inputs`` name (files, or folders of images) into ``out_dir``, as
     ``octanet segment`` does; ``options`` are ``core.batch.BatchOptions``' fields (``model``, ``device``,
-    ``pixel_size_um``, ``fov_mm``, ``measure``, ``overwrite``...). Returns what was done and what failed."""
+    ``pixel_size_um``, ``fov_mm``, ``measure``, ``overwrite``...). Returns what was done and what failed, and
+    each scan's confidence and flags (``.quality``; ``.to_check_first()`` lists the scans to review first)."""
     from .core.batch import BatchOptions
     from .core.batch import segment_folder as run_batch
 

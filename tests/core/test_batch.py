@@ -102,3 +102,69 @@ def test_the_pixel_size_rule_of_a_batch(tmp_path: Path) -> None:
     assert PixelSizeRule().needs_width(octa500) and not PixelSizeRule().needs_width(tmp_path / "scan.png")
     with pytest.raises(ValueError, match="pixel size 0.001 µm makes no sense"):
         BatchOptions(pixel_size_um=0.001).pixel_sizes.check()
+
+
+def test_each_result_records_the_scans_confidence_and_flags_and_a_kept_result_keeps_them(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    folder, out = _scans(tmp_path / "scans", 2), tmp_path / "out"
+    imsave(folder / "blank.png", np.full((64, 64), 7, dtype=np.uint8), check_contrast=False)
+    options = BatchOptions(model=str(tiny_checkpoint), device="cpu")
+    report = segment_folder(folder, out, options)
+    assert set(report.quality) == {folder / "s0.png", folder / "s1.png", folder / "blank.png"}
+    for source, checked in report.quality.items():
+        record = json.loads((out / f"{source.stem}_segment.json").read_text())
+        assert {key: record[key] for key in ("confidence", "flags")} == checked.to_dict()
+    blank = report.quality[folder / "blank.png"]
+    assert blank.confidence == 0.0 and [flag.name for flag in blank.flags] == ["featureless"]
+    assert 0.0 <= report.quality[folder / "s0.png"].confidence <= 1.0
+
+    # The confidence is what the run found, not a setting: another value recorded does not make the result
+    # outdated (not even for --overwrite), and a kept result keeps it.
+    record_path = out / "s0_segment.json"
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "confidence": 0.1234}))
+    for overwrite in (False, True):
+        again = segment_folder(folder, out, replace(options, overwrite=overwrite))
+        assert (again.skipped, again.attempted) == (3, 0)
+        assert again.quality[folder / "s0.png"].confidence == 0.1234
+        assert again.quality[folder / "blank.png"] == blank
+
+
+def test_a_batch_assesses_scans_with_the_models_own_calibration(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from napari_octanet.core.checkpoint import load_model, save_checkpoint
+    from napari_octanet.core.quality import PROVENANCE_KEY, Calibration
+
+    constant = Calibration(("map_agreement",), (0.0,), 0.4242)
+    model = save_checkpoint(
+        tmp_path / "own.safetensors",
+        load_model(tiny_checkpoint).network,
+        provenance={PROVENANCE_KEY: constant.to_dict()},
+    )
+    report = segment_folder(
+        _scans(tmp_path / "scans", 1), tmp_path / "out", BatchOptions(model=str(model), device="cpu")
+    )
+    assert [checked.confidence for checked in report.quality.values()] == [0.4242]
+    assert json.loads((tmp_path / "out" / "s0_segment.json").read_text())["confidence"] == 0.4242
+
+
+def test_the_scans_to_check_first_are_the_flagged_then_the_least_confident() -> None:
+    from napari_octanet.core.batch import BatchReport
+    from napari_octanet.core.quality import Flag, ScanQuality
+
+    motion = (Flag("motion", "rows 3-9 shifted"),)
+    quality = {
+        Path(name): ScanQuality(confidence, flags)
+        for name, confidence, flags in [
+            ("good.png", 0.95, ()),
+            ("worse.png", 0.80, ()),
+            ("moved.png", 0.93, motion),
+            ("worst.png", 0.70, ()),
+            ("blank.png", 0.0, (Flag("featureless", "one value everywhere"),)),
+            ("fine.png", 0.90, ()),
+        ]
+    }
+    report = BatchReport(6, quality=quality)
+    order = ["blank.png", "moved.png", "worst.png", "worse.png"]
+    assert [path.name for path, _ in report.to_check_first(lowest=2)] == order
+    assert [path.name for path, _ in report.to_check_first()] == [*order, "fine.png", "good.png"]
+    assert BatchReport(0).to_check_first() == []

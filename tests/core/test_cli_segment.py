@@ -212,3 +212,79 @@ def test_train_takes_the_pixel_size_for_every_data_set() -> None:
     assert (settings.fov_mm, settings.pixel_size_um) == (3.0, None)
     args = build_parser().parse_args(["train", "data", "--out", "m.safetensors", "--pixel-size", "9.87"])
     assert settings_from(args).pixel_size_um == 9.87
+
+
+def _clean_scan(path: Path, seed: int) -> Path:
+    """A synthetic scan whose speckle spans a pixel or so, as a device's does: no flags (core.synthetic's is white
+    pixel by pixel, which is flagged as low signal)."""
+    from scipy.ndimage import gaussian_filter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    smooth = gaussian_filter(synthetic_octa(64, seed=seed)[0].astype(np.float64), 0.6)
+    imsave(path, np.round(smooth).astype(np.uint8), check_contrast=False)
+    return path
+
+
+def test_a_featureless_scan_gets_confidence_0_and_the_featureless_flag_in_the_record_and_the_table(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blank = tmp_path / "in" / "blank.png"
+    blank.parent.mkdir()
+    imsave(blank, np.zeros((64, 64), dtype=np.uint8), check_contrast=False)
+    out = tmp_path / "out"
+    assert _segment(str(blank), "--out", str(out), "--measure", checkpoint=tiny_checkpoint) == 0
+    record = _record(out / "blank_segment.json")
+    assert record["confidence"] == 0.0
+    assert record["flags"] == [{"name": "featureless", "reason": "one value everywhere: no signal at all"}]
+    assert {(row["confidence"], row["flags"]) for row in _rows(out / "measures.csv")} == {("0.0", "featureless")}
+    assert f"  0.000  {blank}  (featureless: one value everywhere: no signal at all)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def spread_checkpoint(tmp_path: Path, tiny_checkpoint: Path) -> Path:
+    """The tiny network with a calibration of its own whose confidence varies from scan to scan (the default
+    calibration gives its random maps 0 throughout)."""
+    from napari_octanet.core.checkpoint import load_model, save_checkpoint
+    from napari_octanet.core.quality import PROVENANCE_KEY, Calibration
+
+    spread = Calibration(("vessel_contrast",), (1.0,), 0.5)
+    network = load_model(tiny_checkpoint).network
+    return save_checkpoint(tmp_path / "spread.safetensors", network, provenance={PROVENANCE_KEY: spread.to_dict()})
+
+
+def test_segment_ends_with_the_flagged_scans_then_the_least_confident(
+    tmp_path: Path, spread_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    clean = [_clean_scan(folder / f"c{seed}.png", seed) for seed in range(7)]
+    noisy = _scan(folder / "noisy.png", 9)  # white speckle: flagged as low signal
+    assert _segment(str(folder), "--out", str(out), "--measure", checkpoint=spread_checkpoint) == 0
+    printed = capsys.readouterr().out.splitlines()
+    start = printed.index(
+        "scans to check first (1 flagged, then the 5 of lowest confidence; confidence = predicted Dice):"
+    )
+    block = printed[start + 1 :]
+    confidence = {path: _record(out / f"{path.stem}_segment.json")["confidence"] for path in [*clean, noisy]}
+    assert block[0].startswith(f"  {confidence[noisy]:.3f}  {noisy}  (") and "low_signal: " in block[0]
+    assert len(set(confidence.values())) == len(confidence), "a spread of confidences to sort"
+    lowest = sorted(clean, key=lambda path: confidence[path])[:5]
+    assert block[1:] == [f"  {confidence[path]:.3f}  {path}" for path in lowest]
+    rows = {row["file"]: row for row in _rows(out / "measures.csv") if row["region"] == "whole"}
+    assert "low_signal" in rows["noisy.png"]["flags"].split("; ") and rows["c0.png"]["flags"] == ""
+    assert float(rows["c0.png"]["confidence"]) == confidence[clean[0]]
+
+
+def test_measure_takes_the_confidence_from_segmenting_or_from_the_record_beside_a_mask(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    scan, out = _clean_scan(tmp_path / "in" / "eye.png", 3), tmp_path / "out"
+    assert _segment(str(scan), "--out", str(out), checkpoint=tiny_checkpoint) == 0
+    recorded = _record(out / "eye_segment.json")["confidence"]
+    model = ["--model", str(tiny_checkpoint), "--device", "cpu"]
+    assert main(["measure", str(scan), *model, "--out", str(tmp_path / "scans.csv")]) == 0
+    assert {row["confidence"] for row in _rows(tmp_path / "scans.csv")} == {str(recorded)}, "segmented alike"
+    assert main(["measure", str(out), "--masks", "--out", str(tmp_path / "masks.csv")]) == 0
+    assert {(row["confidence"], row["flags"]) for row in _rows(tmp_path / "masks.csv")} == {(str(recorded), "")}
+    (out / "eye_segment.json").unlink()
+    assert main(["measure", str(out), "--masks", "--out", str(tmp_path / "unknown.csv")]) == 0
+    assert {(row["confidence"], row["flags"]) for row in _rows(tmp_path / "unknown.csv")} == {("", "")}

@@ -2,7 +2,9 @@
 
 One row per image and region (``file``, the image's path below the inputs' common parent,
 ``region``, then the measures; see docs/measurements.md), gathered by
-:class:`napari_octanet.core.batch.MeasureTable`. The CSV is written atomically and never over an
+:class:`napari_octanet.core.batch.MeasureTable`. Each scan's ``confidence`` and ``flags`` columns come
+from its segmentation here, or, for a mask that ``octanet segment`` wrote, from the record beside it
+(empty for other masks). The CSV is written atomically and never over an
 existing file without ``--overwrite``; where it goes is checked before any work. A file that cannot
 be measured is reported at the end without stopping the batch, as in ``octanet segment``.
 """
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import numpy as np
+
+    from ..core.quality import ScanQuality
 
 #: The options that say how a scan becomes a vessel mask, meaningless with --masks (``--threads`` is harmless).
 SEGMENTING_OPTIONS = ("model", "device", "tta", "full_precision", "threshold", "speck_size")
@@ -71,6 +75,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.batch import MeasureTable, names_below_common_parent
+    from ..core.batch.records import quality_beside
 
     _check_options(args)
     rule = pixel_size_rule(args)
@@ -89,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         pixel_size = rule.of(path, (scan if scan is not None else vessels).shape[1])  # disagreeing: exit 2
         try:
-            vessels = vessels if segment is None else segment(path, scan, pixel_size)
+            vessels, quality = (vessels, quality_beside(path)) if segment is None else segment(path, scan, pixel_size)
             given = None if fazes is None else fazes.read(path)
             faz = given if given is not None else ("find" if scan is not None else None)
-            rows, notes = table.add(name, vessels, scan=scan, faz=faz, pixel_size_um=pixel_size)
+            rows, notes = table.add(name, vessels, scan=scan, faz=faz, pixel_size_um=pixel_size, quality=quality)
         except USER_ERRORS as error:
             report_failure(path, error, failures)
             continue
@@ -142,16 +147,18 @@ def _read(path: Path, masks: bool, scans: ImagesByStem | None) -> tuple[np.ndarr
     return read_image(path), (None if scans is None else scans.read(path))
 
 
-def _segmenter(args: argparse.Namespace) -> Callable[[Path, np.ndarray, float | None], np.ndarray]:
-    """Make a scan's vessel mask with the model (--model, --threshold, --speck-size) at its pixel size,
-    saying the model's notes (a featureless scan, a move to the CPU) for that file."""
+def _segmenter(
+    args: argparse.Namespace,
+) -> Callable[[Path, np.ndarray, float | None], tuple[np.ndarray, ScanQuality]]:
+    """Make a scan's vessel mask with the model (--model, --threshold, --speck-size) at its pixel size, with
+    the scan's confidence and flags, saying the model's notes (a featureless scan, a move to the CPU) for that file."""
     from ..core.batch.scan import segment_scan
     from ..core.thresholds import parse_threshold
 
     threshold = parse_threshold(args.threshold)
     model, choice = load_model_for(args)
 
-    def segment(path: Path, scan: np.ndarray, pixel_size_um: float | None) -> np.ndarray:
+    def segment(path: Path, scan: np.ndarray, pixel_size_um: float | None) -> tuple[np.ndarray, ScanQuality]:
         result = segment_scan(
             model,
             scan,
@@ -161,10 +168,11 @@ def _segmenter(args: argparse.Namespace) -> Callable[[Path, np.ndarray, float | 
             device=choice.device,
             tta=args.tta,
             mixed_precision=mixed_precision_of(args),
+            assess_quality=True,
         )
         for note in result.notes:
             print(f"warning: {path}: {note}", file=sys.stderr)
-        return result.mask  # type: ignore[return-value]
+        return result.mask, result.quality[0]  # type: ignore[return-value]
 
     return segment
 

@@ -6,7 +6,8 @@ common parent; ``SCAN_segment.json`` beside each scan's results records its sour
 settings and the pixel size that made them; results that are up to date are kept (a long batch is
 resumed by running the same command again), results made otherwise are refused unless
 ``--overwrite``; a file that cannot be read or segmented is reported at the end without stopping
-the batch.
+the batch. At the end it names the scans to check first: every flagged one with its flags' reasons,
+then those of lowest confidence (``core.quality``, docs/confidence.md).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from ..core.batch import BatchOptions
+    from ..core.batch import BatchOptions, BatchReport
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -99,4 +100,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: no FAZ found in {len(report.without_faz)} image(s): {FAZ_HINT}", file=sys.stderr)
     if report.measures is not None:
         print(f"measures -> {report.measures}")
+    print_scans_to_check(report)
     return summarise_failures(report.failures, report.scans)
+
+
+def print_scans_to_check(report: BatchReport) -> None:
+    """One block on stdout: every flagged scan with its flags' reasons, then the unflagged scans of lowest
+    confidence (``BatchReport.to_check_first``), each with its confidence."""
+    listed = report.to_check_first()
+    if not listed:
+        return
+    flagged = sum(1 for _, checked in listed if checked.flags)
+    parts = [f"{flagged} flagged"] if flagged else []
+    parts += [f"the {len(listed) - flagged} of lowest confidence"] if len(listed) > flagged else []
+    print(f"scans to check first ({', then '.join(parts)}; confidence = predicted Dice):")
+    for path, checked in listed:
+        reasons = "; ".join(f"{flag.name}: {flag.reason}" for flag in checked.flags)
+        print(f"  {checked.confidence:.3f}  {path}" + (f"  ({reasons})" if reasons else ""))

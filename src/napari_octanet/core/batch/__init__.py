@@ -8,7 +8,7 @@ refused (``SCAN_segment.json``) and writes results (:func:`write_result`, also f
 under ``torchrun`` each process takes its share.
 """
 
-from .options import BatchEvent, BatchOptions, BatchReport
+from .options import BatchEvent, BatchOptions, BatchReport, to_check_first
 from .plan import (
     MASK_SUFFIX,
     MEASURES_NAME,
@@ -26,7 +26,7 @@ from .plan import (
 )
 from .records import result_record, result_settings, write_result
 from .runner import iter_segment_folder, load_model_on, model_file, segment_folder
-from .table import MeasureTable
+from .table import MeasureTable, quality_cells
 
 __all__ = [
     "MASK_SUFFIX",
@@ -49,8 +49,10 @@ __all__ = [
     "model_file",
     "names_below_common_parent",
     "plan_jobs",
+    "quality_cells",
     "result_record",
     "result_settings",
     "segment_folder",
+    "to_check_first",
     "write_result",
 ]

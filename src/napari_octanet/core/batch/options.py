@@ -4,9 +4,10 @@ and what it returns (:class:`BatchReport`). No torch here: the command line read
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..measure.units import check_fov, check_pixel_size
 from ..progress import Progress
@@ -15,6 +16,7 @@ from ..thresholds import DEFAULT_SPECK_SIZE, Threshold
 
 if TYPE_CHECKING:
     from ..checkpoint import LoadedModel
+    from ..quality import ScanQuality
 
 #: A model by registered name or checkpoint file (None: the default), or one loaded already.
 ModelSpec = str | os.PathLike[str] | None
@@ -96,6 +98,20 @@ class BatchEvent(Progress):
     kind: EventKind = "progress"
 
 
+#: How many of the unflagged scans with the lowest confidence a batch names for review (``to_check_first``).
+LOWEST_SHOWN = 5
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def to_check_first(quality: Mapping[Key, ScanQuality], lowest: int = LOWEST_SHOWN) -> list[tuple[Key, ScanQuality]]:
+    """Every flagged scan (a flag makes a scan unfit for measuring, whatever its confidence), then the
+    ``lowest`` unflagged scans of lowest confidence; each part by confidence, lowest first."""
+    by_confidence = sorted(quality.items(), key=lambda item: item[1].confidence)
+    flagged = [item for item in by_confidence if item[1].flags]
+    return flagged + [item for item in by_confidence if not item[1].flags][:lowest]
+
+
 @dataclass
 class BatchReport:
     """What a batch did: this process's share of the scans (all of them but under torchrun)."""
@@ -114,3 +130,10 @@ class BatchReport:
     measures: Path | None = None
     #: The scans (by table name) whose FAZ was sought but not found.
     without_faz: list[str] = field(default_factory=list)
+    #: Each scan's confidence and flags (``core.quality``), by source file: the scans segmented, and those
+    #: skipped whose record keeps them.
+    quality: dict[Path, ScanQuality] = field(default_factory=dict)
+
+    def to_check_first(self, lowest: int = LOWEST_SHOWN) -> list[tuple[Path, ScanQuality]]:
+        """The scans a reviewer should look at first (see :func:`to_check_first`)."""
+        return to_check_first(self.quality, lowest)

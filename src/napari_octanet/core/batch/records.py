@@ -8,6 +8,9 @@ other settings are refused, never kept silently. With ``overwrite`` every result
 this run would write (made otherwise, by another version, edited since, or without a record) is
 written again, and results that are are kept. Every file is written under a temporary name and
 renamed, so a crash or a concurrent run never leaves half a file.
+
+A record also keeps the scan's ``confidence`` and ``flags`` (``core.quality``). They are what the run
+found, not how it was asked to run, so they never make a result outdated; a result kept keeps them.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import TYPE_CHECKING
 
 from ..files import write_atomically
 from ..scale import describe_pixel_size
-from .plan import Job, ResultPaths
+from .plan import MASK_SUFFIX, RECORD_SUFFIX, Job, ResultPaths
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..quality import ScanQuality
     from ..thresholds import Threshold
     from .options import BatchOptions
 
@@ -85,6 +89,8 @@ class JobPlan:
     skipped: list[Job] = field(default_factory=list)
     #: Skipped or pending jobs with results but no record (written before records were): kept by name.
     unrecorded: int = 0
+    #: The confidence and flags that the records of the skipped jobs keep, by source file.
+    recorded_quality: dict[Path, ScanQuality] = field(default_factory=dict)
 
 
 def sort_jobs(
@@ -121,11 +127,44 @@ def sort_jobs(
             if differences:
                 refused.append(f"{existing[0]} was made {differences}")
                 continue
-        (plan.skipped if len(existing) == len(job.paths.outputs()) else plan.pending).append(job)
+        if len(existing) < len(job.paths.outputs()):
+            plan.pending.append(job)
+            continue
+        plan.skipped.append(job)
+        quality = None if before is None else recorded_quality(before)
+        if quality is not None:
+            plan.recorded_quality[job.source] = quality
     if refused:
         more = f" (and {len(refused) - 1} more result(s) made otherwise)" if len(refused) > 1 else ""
         raise FileExistsError(f"{refused[0]}{more}; add --overwrite to replace them, or choose another --out")
     return plan
+
+
+def recorded_quality(record: Mapping[str, object]) -> ScanQuality | None:
+    """The confidence and flags a record keeps (``ScanQuality.to_dict``); None where it keeps none (written
+    before scans were assessed) or they are not what this version writes."""
+    from ..quality import Flag, ScanQuality
+
+    confidence, flags = record.get("confidence"), record.get("flags")
+    if not isinstance(confidence, int | float) or isinstance(confidence, bool) or not isinstance(flags, list):
+        return None
+    try:
+        return ScanQuality(float(confidence), tuple(Flag(str(flag["name"]), str(flag["reason"])) for flag in flags))
+    except (KeyError, TypeError):
+        return None
+
+
+def quality_beside(mask: Path) -> ScanQuality | None:
+    """The confidence and flags that the record beside a mask written by a batch keeps (``NAME_vessels.png``
+    and ``NAME_segment.json``); None for another mask, or where the record is missing, unreadable or keeps none.
+    They are those of the scan and of the mask as the batch wrote it, not of any correction made since."""
+    if not mask.name.endswith(MASK_SUFFIX):
+        return None
+    try:
+        record = json.loads(mask.with_name(mask.name.removesuffix(MASK_SUFFIX) + RECORD_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded_quality(record) if isinstance(record, dict) else None
 
 
 def _read_record(path: Path, overwrite: bool) -> dict[str, object] | None:

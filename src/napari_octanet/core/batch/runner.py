@@ -1,5 +1,6 @@
 """Running a batch: every check before any work, then scans decoded ahead in background threads,
-segmented in stacks of one size and pixel size, and written in background threads.
+segmented in stacks of one size and pixel size, and assessed (confidence and flags, ``core.quality``)
+and written in background threads, so that the checks overlap the network's work.
 
 :func:`iter_segment_folder` yields :class:`~.options.BatchEvent` progress (with what to tell the
 user) and returns a :class:`~.options.BatchReport`; a file that cannot be read, segmented, measured
@@ -16,7 +17,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..files import failure_line
 from ..progress import Progress, run_to_end
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
     from ..checkpoint import LoadedModel
     from ..devices import DeviceChoice
+    from ..inference import Segmentation
+    from ..quality import ScanQuality
     from ..thresholds import Threshold
 
 #: Files decoded ahead of the network, results waiting to be written, and threads that decode and write.
@@ -84,6 +87,13 @@ def load_model_on(
     loaded = model if isinstance(model, LoadedModel) else load_model(path, choice.device)
     precision = precision_name(choice.device, uses_fast_precision(mixed_precision))
     return loaded, f"model: {path} ({loaded.info.network.name}); device: {choice}; {precision}"
+
+
+class _Written(NamedTuple):
+    """What a writer thread did with one scan: its confidence and flags, and the files it wrote."""
+
+    quality: ScanQuality
+    files: list[Path]
 
 
 @dataclass(frozen=True)
@@ -168,8 +178,9 @@ class _Batch:
             )
 
     def run(self, plan: JobPlan) -> Generator[BatchEvent, None, BatchReport]:
+        self.report.quality.update(plan.recorded_quality)
         for job in plan.skipped if self.table else []:
-            self._measure_existing(job)
+            self._measure_existing(job, plan.recorded_quality.get(job.source))
             yield from self.drain()
         self.done += len(plan.skipped)
         if plan.pending:
@@ -187,8 +198,9 @@ class _Batch:
         yield from self.drain()
         return self.report
 
-    def _measure_existing(self, job: Job) -> None:
-        """Measure a skipped scan from the mask an earlier run wrote, so that the table covers the whole batch."""
+    def _measure_existing(self, job: Job, quality: ScanQuality | None) -> None:
+        """Measure a skipped scan from the mask an earlier run wrote, so that the table covers the whole batch;
+        its row keeps the ``quality`` that run recorded."""
         from ..imageio import read_image, read_label
 
         try:
@@ -197,12 +209,14 @@ class _Batch:
         except FILE_ERRORS as error:
             self.fail(job.source, error)
             return
-        self.measure(_Scan(job, scan, self.options.pixel_sizes.of(job.source, scan.shape[1])), mask)
+        self.measure(_Scan(job, scan, self.options.pixel_sizes.of(job.source, scan.shape[1])), mask, quality)
 
-    def measure(self, scan: _Scan, mask: np.ndarray) -> None:
+    def measure(self, scan: _Scan, mask: np.ndarray, quality: ScanQuality | None = None) -> None:
         assert self.table is not None
         try:
-            _, notes = self.table.add(scan.job.name, mask, scan=scan.image, pixel_size_um=scan.pixel_size_um)
+            _, notes = self.table.add(
+                scan.job.name, mask, scan=scan.image, pixel_size_um=scan.pixel_size_um, quality=quality
+            )
         except FILE_ERRORS as error:
             self.fail(scan.job.source, error)
             return
@@ -211,10 +225,13 @@ class _Batch:
 
 
 class _Pipeline:
-    """Decode in background threads, segment scans of one size together, write in background threads."""
+    """Decode in background threads, segment scans of one size together, assess and write in background threads."""
 
     def __init__(self, batch: _Batch, model: LoadedModel) -> None:
+        from ..quality import model_calibration
+
         self.batch, self.model, self.options = batch, model, batch.options
+        self.calibration = model_calibration(model.info.provenance)
         #: Notes of the network said once per batch (a move to the CPU, a resampling), not once per stack.
         self.said: set[str] = set()
 
@@ -224,17 +241,13 @@ class _Pipeline:
 
         succeeded = 0
         with ThreadPoolExecutor(IO_THREADS) as readers, ThreadPoolExecutor(IO_THREADS) as writers:
-            writes: deque[tuple[Job, Future[list[Path]]]] = deque()
+            writes: deque[tuple[Job, Future[_Written]]] = deque()
             for group in self._groups(_read_ahead(readers, read_image, jobs)):
                 yield from self.batch.drain()
-                for scan, probability, mask in self._segment_each(group):
+                for scan, maps, mask in self._segment_each(group):
                     if self.batch.table:
                         self.batch.measure(scan, mask)
-                    record = result_record(scan.job.source, self.batch.settings, scan.pixel_size_um)
-                    write = writers.submit(
-                        write_outputs, scan.job.paths, probability, mask, record, overwrite=self.options.overwrite
-                    )
-                    writes.append((scan.job, write))
+                    writes.append((scan.job, writers.submit(self._assess_and_write, scan, maps, mask)))
                 # Report finished writes as they come (in order), and keep few results waiting in memory.
                 while writes and (writes[0][1].done() or len(writes) > WRITES_PENDING):
                     succeeded += self._report(*writes.popleft())
@@ -269,7 +282,7 @@ class _Pipeline:
         if group:
             yield group
 
-    def _segment_each(self, group: list[_Scan]) -> list[tuple[_Scan, np.ndarray, np.ndarray]]:
+    def _segment_each(self, group: list[_Scan]) -> list[tuple[_Scan, Segmentation, np.ndarray]]:
         """``_segment``, but a group that fails is run again scan by scan, so that the scan at fault
         fails alone and under its own name (a NaN pixel in one scan fails the stack it is part of)."""
         try:
@@ -281,11 +294,12 @@ class _Pipeline:
                 return []
         return [segmented for one in group for segmented in self._segment_each([one])]
 
-    def _segment(self, group: list[_Scan]) -> list[tuple[_Scan, np.ndarray, np.ndarray]]:
-        """(scan, probability, mask) for every scan of a group, run as one stack."""
+    def _segment(self, group: list[_Scan]) -> list[tuple[_Scan, Segmentation, np.ndarray]]:
+        """(scan, its maps, its mask) for every scan of a group, run as one stack."""
         import numpy as np
 
         from ..inference import featureless_note
+        from ..quality import slice_of
         from .scan import segment_scan
 
         result = segment_scan(
@@ -307,16 +321,31 @@ class _Pipeline:
                 self.batch.say("warning", note)
         for index in result.featureless:
             self.batch.say("warning", f"{group[index].job.source}: {featureless_note([index], was_2d=True)}")
-        return list(zip(group, result.fine, result.mask, strict=True))  # type: ignore[arg-type]
+        masks: np.ndarray = result.mask  # type: ignore[assignment]
+        return [(scan, slice_of(result, index), masks[index]) for index, scan in enumerate(group)]
 
-    def _report(self, job: Job, write: Future[list[Path]]) -> bool:
-        """Wait for one scan's write and say where it went; False (and a failure listed) if it failed."""
+    def _assess_and_write(self, scan: _Scan, maps: Segmentation, mask: np.ndarray) -> _Written:
+        """Assess one scan (in a writer thread) and write its results, its record keeping what was found."""
+        from ..quality import assess
+
+        quality = assess(maps, scan.image, self.calibration)[0]
+        record = {**result_record(scan.job.source, self.batch.settings, scan.pixel_size_um), **quality.to_dict()}
+        return _Written(
+            quality, write_outputs(scan.job.paths, maps.fine, mask, record, overwrite=self.options.overwrite)
+        )
+
+    def _report(self, job: Job, write: Future[_Written]) -> bool:
+        """Wait for one scan's assessment and write and say where it went; False (and a failure listed) if
+        either failed."""
         self.batch.done += 1
         try:
-            written = write.result()
-        except OSError as error:
+            quality, written = write.result()
+        except FILE_ERRORS as error:
             self.batch.fail(job.source, error)
             return False
+        self.batch.report.quality[job.source] = quality
+        if self.batch.table:
+            self.batch.table.quality[job.name] = quality
         self.batch.say("written", f"{job.source} -> {', '.join(str(p.relative_to(self.batch.out)) for p in written)}")
         return True
 

@@ -37,6 +37,9 @@ VESSEL_COLUMNS = (
     "fractal_dimension",
 )
 FAZ_COLUMNS = ("faz_area_mm2", "faz_perimeter_mm", "faz_circularity", "faz_acircularity", "faz_touches_border")
+#: A scan's confidence (predicted Dice) and its flags' names (``core.quality``, docs/confidence.md): the measures
+#: table's columns after ``file``, on every row of the scan, empty where its quality is unknown.
+QUALITY_COLUMNS = ("confidence", "flags")
 
 
 @dataclass(frozen=True)

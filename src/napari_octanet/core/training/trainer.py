@@ -13,7 +13,8 @@ from training, never on a test split. Under ``torchrun`` the loop runs data-para
 Here: the run's start and end (settings checked, starting model, cancel, keep or replace the best
 model). The parts: ``stages`` (the epoch and step loop), ``schedule`` (draws, batches, learning
 rate, time budget), ``validation`` (scoring), ``checkpoints`` (resume state, best model,
-provenance), ``events`` (what the run reports).
+provenance), ``calibration`` (the best model's own confidence calibration, fitted on the validation
+images when the run ends), ``events`` (what the run reports).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..files import check_output_file
 from ..preprocess import InputError
 from ..progress import run_to_end
 from ..scale import FIELDS_KEY, PROVENANCE_KEY
+from .calibration import calibrate_best_model, initial_calibration
 from .checkpoints import initial_model, resumed_settings
 from .data import TrainingImage, check_training_images, scales_by_group, whole_image_note, with_pixel_size
 from .distributed import Distributed
@@ -110,6 +112,7 @@ def iter_train(
         **({"started_from": started_from} if started_from else {}),
         PROVENANCE_KEY: pixel_sizes,
         FIELDS_KEY: fields_of_view,
+        **initial_calibration(started_from, len(val)),
     }
     run = Run(network, train, list(val), settings, dist, device, provenance)
     check_whole_image_batches(settings, train, dist.world_size)
@@ -158,6 +161,8 @@ def iter_train(
             f"no epoch beat the starting model (validation Dice {starting_point.val_dice:.4f}), "
             f"so it is kept as the best model: {best_path}"
         )
+    if best_path is not None and run.dist.is_main:
+        kept += "; " + calibrate_best_model(best_path, run.val, device, run.mixed_precision, half=settings.half)
     yield TrainEvent(
         "done",
         state.stage,

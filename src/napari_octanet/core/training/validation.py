@@ -8,13 +8,13 @@ so that a run which only makes it worse keeps it (:class:`StartingPoint`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..inference import segment
+from ..inference import Segmentation, segment
 from ..metrics import evaluate_image
 from ..network import OctaNet
 from .data import TrainingImage
@@ -40,19 +40,21 @@ def validation_scores(
     if not images:
         return Scores(None, None, {})
     by_group: dict[str, list[dict[str, float]]] = {}
-    for image in images:
-        maps = segment(
-            network,
-            image.image,
-            device=device,
-            batch_size=1,
-            prescaled=True,
-            mixed_precision=mixed_precision,
-        )
+    for image, maps in zip(images, validation_maps(network, images, device, mixed_precision), strict=True):
         probability = np.maximum(maps.pixel, maps.centerline) if stage == 1 else maps.fine
         by_group.setdefault(image.group, []).append(evaluate_image(probability, image.label))
     dice_by_group = {group: float(np.mean([s["dice"] for s in scores])) for group, scores in by_group.items()}
     return Scores(mean_over_groups(by_group, "dice"), mean_over_groups(by_group, "auc"), dice_by_group)
+
+
+def validation_maps(
+    network: OctaNet, images: Sequence[TrainingImage], device: torch.device, mixed_precision: bool
+) -> Iterator[Segmentation]:
+    """The network's maps of each held-out image in turn, as validation computes them."""
+    for image in images:
+        yield segment(
+            network, image.image, device=device, batch_size=1, prescaled=True, mixed_precision=mixed_precision
+        )
 
 
 def mean_over_groups(by_group: dict[str, list[dict[str, float]]], key: str) -> float:
