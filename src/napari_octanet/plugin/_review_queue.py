@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
+from napari_octanet.core.quality import review_key
+
 from ._layers import CORRECTIONS_ROLE, Placement, find_corrections, role_of
 from ._segment_results import VESSELS
 
@@ -52,7 +54,7 @@ def entries_of(placement: Placement, qualities: Sequence[ScanQuality], *, stack:
 def review_order(entries: Iterable[ReviewEntry]) -> list[ReviewEntry]:
     """Flagged scans first (a flag makes a scan unfit for measuring, whatever its confidence), then by confidence
     ascending; ties keep their order."""
-    return sorted(entries, key=lambda entry: (not entry.quality.flags, entry.quality.confidence))
+    return sorted(entries, key=lambda entry: review_key(entry.quality))
 
 
 def flag_words(quality: ScanQuality) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..measure.units import check_fov, check_pixel_size
 from ..progress import Progress
+from ..quality import review_key
 from ..scale import folder_fov_mm, pixel_size_of_path, resolve_pixel_size
 from ..thresholds import DEFAULT_SPECK_SIZE, Threshold
 
@@ -107,9 +108,9 @@ Key = TypeVar("Key", bound=Hashable)
 def to_check_first(quality: Mapping[Key, ScanQuality], lowest: int = LOWEST_SHOWN) -> list[tuple[Key, ScanQuality]]:
     """Every flagged scan (a flag makes a scan unfit for measuring, whatever its confidence), then the
     ``lowest`` unflagged scans of lowest confidence; each part by confidence, lowest first."""
-    by_confidence = sorted(quality.items(), key=lambda item: item[1].confidence)
-    flagged = [item for item in by_confidence if item[1].flags]
-    return flagged + [item for item in by_confidence if not item[1].flags][:lowest]
+    ordered = sorted(quality.items(), key=lambda item: review_key(item[1]))
+    flagged = [item for item in ordered if item[1].flags]
+    return flagged + [item for item in ordered if not item[1].flags][:lowest]
 
 
 @dataclass

@@ -44,6 +44,12 @@ class ScanQuality:
         return {"confidence": round(self.confidence, 4), "flags": [flag.to_dict() for flag in self.flags]}
 
 
+def review_key(quality: ScanQuality) -> tuple[bool, float]:
+    """The order scans are best reviewed in: flagged first (a flag makes a scan unfit for measuring,
+    whatever its confidence), then by confidence, lowest first. The CLI and the review queue sort by it."""
+    return (not quality.flags, quality.confidence)
+
+
 def model_calibration(provenance: Mapping[str, Any]) -> Calibration:
     """The calibration a model's provenance carries under PROVENANCE_KEY, else DEFAULT_CALIBRATION.
 
@@ -92,6 +98,7 @@ __all__ = [
     "inspect_scan",
     "model_calibration",
     "predict_confidence",
+    "review_key",
     "scan_features",
     "slice_of",
 ]
