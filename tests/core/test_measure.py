@@ -200,7 +200,7 @@ def test_napari_default_layer_scale_is_refused_as_no_pixel_size() -> None:
     """Read as 1 µm/px, an unset scale shrank a 3 mm scan of 304 px to 0.3 mm and dropped its ETDRS rings."""
     with pytest.raises(ValueError, match="napari's default when no scale was set") as refusal:
         pixel_size_from_layer_scale(1.0)
-    assert "set the layer's scale in µm per pixel" in str(refusal.value) and "field of view" in str(refusal.value)
+    assert "set the layer's scale in µm per pixel" in str(refusal.value) and "µm per pixel field" in str(refusal.value)
 
 
 @pytest.mark.parametrize("scale", [3 / 304, 0.5])
