@@ -59,3 +59,29 @@ def val_scans(data: Path, dataset: str, factor: float, split: str = "val") -> It
         native = pixel_size_of_path(sample.image, image.shape[-1])
         scaled, label = resample(image, read_label(sample.label), factor)
         yield Scan(sample.stem, scaled, label, None if native is None else native / factor)
+
+
+def write_resampled_split(data: Path, dataset: str, factor: float, out: Path) -> int:
+    """Write the val split of one data set at ``factor`` times its sides as ``out/{image,label}/NAME.png``.
+
+    Training validates on these beside the native splits (scripts/train_default_model.sh), so that
+    model selection weighs other pixel sizes too. Returns the number of scans written.
+    """
+    from skimage.io import imsave
+
+    (out / "image").mkdir(parents=True, exist_ok=True)
+    (out / "label").mkdir(parents=True, exist_ok=True)
+    count = 0
+    for scan in val_scans(data, dataset, factor):
+        imsave(out / "image" / f"{scan.name}.png", (scan.image * 255).round().astype(np.uint8), check_contrast=False)
+        imsave(out / "label" / f"{scan.name}.png", (scan.label * 255).astype(np.uint8), check_contrast=False)
+        count += 1
+    return count
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python benchmarks/_resampled.py DATA DATASET FACTOR OUT
+    data_root, dataset_name, side_factor, out_folder = sys.argv[1:5]
+    print(write_resampled_split(Path(data_root), dataset_name, float(side_factor), Path(out_folder)), "scans written")

@@ -1,6 +1,6 @@
 """Where a model's remaining errors lie: at vessel edges or in whole pieces.
 
-    python benchmarks/error_anatomy.py DATA_ROOT [--model octa500-rossa] [--split val] [--threads 2]
+    python benchmarks/error_anatomy.py DATA_ROOT [--model default] [--split val] [--threads 2]
 
 For every split of DATA_ROOT's OCTA500_3M, OCTA500_6M and ROSSA (``--split train`` reads ROSSA's
 train_manual), each scan is segmented and thresholded as the paper's protocol does (Otsu, every
@@ -75,7 +75,7 @@ def dice(mask: np.ndarray, label: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--model", default="octa500-rossa", help="a registered name or a checkpoint file")
+    parser.add_argument("--model", default="default", help="a registered name or a checkpoint file")
     parser.add_argument("--split", default="val", choices=("val", "train"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

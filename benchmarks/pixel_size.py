@@ -24,8 +24,8 @@ from _resampled import CASES, Scan, val_scans  # noqa: E402
 #: Whole-scan measures compared across pixel sizes (column names with a pixel size given).
 MEASURES = (
     "vad",
-    "vld_per_mm",
-    "vdi_um",
+    "vld",
+    "vdi",
     "mean_diameter_um",
     "branch_points_per_mm2",
     "segments",
@@ -105,7 +105,7 @@ def _mean_row(masks: list[tuple[np.ndarray, Scan]]) -> dict[str, float]:
 
     values: dict[str, list[float]] = {key: [] for key in MEASURES}
     for mask, scan in masks:
-        row = measure_scan(mask, scan=scan.image, pixel_size_um=scan.pixel_size_um).rows()[0]
+        row = measure_scan(mask, scan=scan.image, pixel_size_um=scan.pixel_size_um, faz="find").rows()[0]
         for key in MEASURES:
             value = row.get(key)
             if isinstance(value, int | float) and value == value:
