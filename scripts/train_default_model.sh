@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the bundled model `default`, src/napari_octanet/weights/octanet-lite-default.safetensors,
-# with the project's own `octanet train`: the six phases that made the former preset `octa500-rossa`
+# Reproduces the bundled models `default` (src/napari_octanet/weights/octanet-lite-default.safetensors)
+# and `octa500-rossa` with the project's own `octanet train`: six phases make the preset `octa500-rossa`
 # (lite from scratch on the three manual train splits, no SAM labels; docs/training.md), then a seventh
 # that makes the model hold up at other pixel sizes: crops rescaled across 3-20 um per pixel for half
 # the draws (--augment rescale), batch-norm statistics frozen, weight EMA, validated on the val splits
@@ -52,6 +52,10 @@ phase phase5 --init "$RUN/phase4.safetensors" --lr 1e-3 --ema 0.999 --epochs 3 -
     --crop-size whole --freeze-batch-norm --augment none
 phase phase6 --init "$RUN/phase5.safetensors" --lr 5e-4 --ema 0.999 --epochs 3 --fine-epochs 1 --samples-per-epoch 1024 --seed 4 \
     --crop-size whole --freeze-batch-norm --augment none
+
+# Phase 6's model is the preset `octa500-rossa`, the best on OCTA-500 and ROSSA scans at their own pixel sizes.
+octanet export "$RUN/phase6.safetensors" src/napari_octanet/weights/octanet-lite-octa500-rossa.safetensors --half --overwrite \
+    --note "Preset for OCTA-500 and ROSSA scans at their own pixel sizes. Trained on OCTA-500 (Li et al., 3M and 6M projections) and ROSSA (Ning et al., ICASSP 2024; train_manual only, not the SAM-labelled train_sam): phases 1-6 of scripts/train_default_model.sh. Research use only; the data sets' own terms apply."
 
 # Phase 7: rescaled crops, validated at other pixel sizes too.
 for resampled in "OCTA500_3M 2 OCTA500_3M-x2" "OCTA500_6M 1.3 OCTA500_6M-x1.3"; do

@@ -23,7 +23,6 @@ from napari_octanet.core.registry import (
     DEFAULT_NAME,
     ModelNotFoundError,
     ModelRegistry,
-    RetiredModelWarning,
     bundled_checkpoint,
     bundled_checkpoints,
 )
@@ -222,10 +221,3 @@ def test_octanet_train_without_out_keeps_a_float16_model_in_the_library(
     with safe_open(str(tmp_path / "library" / "mine.safetensors"), "pt") as handle:
         dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}  # noqa: SIM118 - not iterable
     assert "torch.float16" in dtypes and "torch.float32" not in dtypes
-
-
-def test_a_retired_models_name_resolves_to_the_default_with_a_warning(models):
-    fresh = ModelRegistry()
-    with pytest.warns(RetiredModelWarning, match=r"'octa500-rossa' is retired.*using 'default'"):
-        assert fresh.resolve("octa500-rossa") == fresh.resolve("default")
-    assert "octa500-rossa" not in fresh.names()

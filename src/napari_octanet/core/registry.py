@@ -1,17 +1,16 @@
-"""One registry of the models a user can pick: the bundled model, the model library, and checkpoints added.
+"""One registry of the models a user can pick: the bundled models, the model library, and checkpoints added.
 
-The docks list it; the training dock adds to it. Its entries are the bundled model ('default', with
-'lite' an alias that resolves but is not listed, and the names of retired models, which resolve to
-it with a warning: ``RETIRED_MODELS``), the models registered in this process, and every model in
-the user's model library (:mod:`.library`), scanned again at each listing so that models trained or
-removed elsewhere show up without a restart. A model spec is a listed name, an alias, or a
-checkpoint path.
+The docks list it; the training dock adds to it. Its entries are the bundled models (the
+generalist once, as 'default', with 'lite' an alias that resolves but is not listed; then the
+presets named for the scans they fit, see ``BUNDLED_MODELS``), the models registered in this
+process, and every model in the user's model library (:mod:`.library`), scanned again at each
+listing so that models trained or removed elsewhere show up without a restart. A model spec is
+a listed name, the alias, or a checkpoint path.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -31,27 +30,22 @@ class BundledModel:
     description: str
 
 
-#: The weights inside the package (their figures and provenance: docs/benchmarks.md and ``octanet info NAME``).
+#: The weights inside the package: the generalist default first, then presets named for the scans
+#: they fit (each one's figures and provenance are in docs/benchmarks.md and ``octanet info NAME``).
 BUNDLED_MODELS = (
     BundledModel(
         DEFAULT_NAME,
         "octanet-lite-default.safetensors",
-        "bundled lite model trained on OCTA-500 and ROSSA, at pixel sizes of 3-20 µm: for any OCTA scan",
+        "bundled lite model trained on OCTA-500 and ROSSA, with crops rescaled across 3-20 µm per pixel: "
+        "for any OCTA scan, whatever its pixel size",
+    ),
+    BundledModel(
+        "octa500-rossa",
+        "octanet-lite-octa500-rossa.safetensors",
+        "bundled lite preset for OCTA-500 and ROSSA scans at their own pixel sizes: 0.001-0.004 higher Dice "
+        "there, less robust at other pixel sizes",
     ),
 )
-
-#: Bundled models no longer shipped, each resolving to the default with this note, so that scripts
-#: naming one keep working.
-RETIRED_MODELS = {
-    "octa500-rossa": (
-        "the preset 'octa500-rossa' is retired: 'default' is trained from it and is at least as good on every "
-        "data set and pixel size we measured (docs/benchmarks.md); using 'default'"
-    ),
-}
-
-
-class RetiredModelWarning(UserWarning):
-    """A retired model's name was used: it resolves to the default model."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +110,6 @@ class ModelRegistry:
 
     def get(self, name: str) -> ModelEntry | None:
         """The entry listed under ``name`` (or the bundled model's alias), or None."""
-        if name in RETIRED_MODELS and name not in self._entries:
-            warnings.warn(RETIRED_MODELS[name], RetiredModelWarning, stacklevel=3)
-            name = DEFAULT_NAME
         with self._lock:
             if name in BUNDLED_ALIASES and DEFAULT_NAME in self._entries:
                 name = DEFAULT_NAME
@@ -190,8 +181,6 @@ __all__ = [
     "ModelEntry",
     "ModelNotFoundError",
     "ModelRegistry",
-    "RETIRED_MODELS",
-    "RetiredModelWarning",
     "bundled_checkpoint",
     "bundled_checkpoints",
     "is_bundled",
