@@ -21,17 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _resampled import CASES, Scan, val_scans  # noqa: E402
 
+from napari_octanet.core.measure import VESSEL_COLUMNS  # noqa: E402
+
 #: Whole-scan measures compared across pixel sizes (column names with a pixel size given).
-MEASURES = (
-    "vad",
-    "vld",
-    "vdi",
-    "mean_diameter_um",
-    "branch_points_per_mm2",
-    "segments",
-    "fractal_dimension",
-    "faz_area_mm2",
-)
+MEASURES = (*VESSEL_COLUMNS, "faz_area_mm2")
 
 
 def main(argv: list[str] | None = None) -> int:
