@@ -53,8 +53,9 @@ def segment(
     lists, one item per slice. A featureless scan gets confidence 0.0 and the flag ``featureless``.
 
     ``model``: from :func:`load_model` (None: the default model, loaded for this call). ``pixel_size_um``:
-    the scan's µm per pixel, so that a scan outside the model's working range is resampled to it and
-    the maps back. ``options``: ``threshold``, ``speck_size``, and ``core.inference.segment``'s options
+    the scan's µm per pixel, so that the scan is resampled to the pixel size of the model's training
+    scans of the nearest field of view and the maps back (``core.scale.target_pixel_size``).
+    ``options``: ``threshold``, ``speck_size``, and ``core.inference.segment``'s options
     (``device``, ``tta``, ``mixed_precision``, ``batch_size``).
     """
     from .core.batch.scan import segment_scan
