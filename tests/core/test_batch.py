@@ -19,7 +19,7 @@ from napari_octanet.core.batch import (
     segment_folder,
     write_result,
 )
-from napari_octanet.core.batch.options import PixelSizeRule
+from napari_octanet.core.scale import PixelSizeRule
 from napari_octanet.core.synthetic import synthetic_octa
 
 

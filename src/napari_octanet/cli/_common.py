@@ -8,8 +8,9 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..core.batch.options import BatchOptions, PixelSizeRule
+from ..core.batch.options import BatchOptions
 from ..core.devices import DEVICE_CHOICES
+from ..core.scale import PixelSizeRule
 from ..core.thresholds import parse_speck_size
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from .progress import Progress
 from .thresholds import Threshold
 
 if TYPE_CHECKING:
-    from .batch.options import PixelSizeRule
+    from .scale import PixelSizeRule
 
 #: The split scored when none is named and the folder given is not itself a split folder.
 DEFAULT_SPLIT = "test"

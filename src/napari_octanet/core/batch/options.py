@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from ..measure.units import check_fov, check_pixel_size
 from ..progress import Progress
 from ..quality import review_key
-from ..scale import folder_fov_mm, pixel_size_of_path, resolve_pixel_size
+from ..scale import PixelSizeRule
 from ..thresholds import DEFAULT_SPECK_SIZE, Threshold
 
 if TYPE_CHECKING:
@@ -58,33 +57,6 @@ class BatchOptions:
     @property
     def pixel_sizes(self) -> PixelSizeRule:
         return PixelSizeRule(self.pixel_size_um, self.fov_mm)
-
-
-@dataclass(frozen=True)
-class PixelSizeRule:
-    """Each scan's pixel size from what was given: a pixel size (µm) or a field of view (mm) for
-    every scan, else what the scan's folders state (OCTA-500 3M and 6M), else unknown."""
-
-    pixel_size_um: float | None = None
-    fov_mm: float | None = None
-
-    def check(self) -> None:
-        """Refuse a pixel size or field of view that makes no sense now, before any work."""
-        check_pixel_size(self.pixel_size_um)
-        if self.fov_mm is not None:
-            check_fov(self.fov_mm)
-
-    def needs_width(self, path: Path) -> bool:
-        """Whether a scan's pixel size depends on its width (a field of view, given or stated by its folders)."""
-        return self.fov_mm is not None or (self.pixel_size_um is None and folder_fov_mm(path) is not None)
-
-    def of(self, path: Path, width_px: int | None = None) -> float | None:
-        """The pixel size (µm) of the scan at ``path``, ``width_px`` wide: given (a ValueError when the
-        pixel size and the field of view given disagree for it), else stated by its folders, else None."""
-        stated = resolve_pixel_size(self.pixel_size_um, self.fov_mm, width_px)
-        if stated is not None or width_px is None:
-            return stated
-        return pixel_size_of_path(path, width_px)
 
 
 #: ``info``: a line for the log; ``note``, ``warning`` and ``failure``: about the batch or one file;
